@@ -1,0 +1,202 @@
+"""Masks: which coordinates of ``x`` are observed.
+
+Convention used across mamjax: a mask is a boolean array, ``True`` = observed
+(the coordinate belongs to the observed subset ``S``), ``False`` = hidden
+("?", masked, to be predicted). A *mask rate* is the fraction of coordinates
+that are hidden.
+
+Every function here is pure and jittable, and is written for one example so
+that ``jax.vmap`` maps it over keys, rates or counts::
+
+    keys = jax.random.split(key, 16)
+    masks = jax.vmap(mask_by_rate, in_axes=(0, None, None))(keys, 784, 0.15)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+PRNGKey = jax.Array
+Schedule = Callable[[Array], Array]
+
+__all__ = [
+    "check_mask",
+    "check_rate",
+    "mask_by_rate",
+    "mask_by_count",
+    "random_ordering",
+    "ordering_mask",
+    "ordering_subsets",
+    "cosine_schedule",
+    "linear_schedule",
+    "get_schedule",
+    "num_hidden_at",
+    "num_subsets",
+]
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_rate(rate, name: str = "rate") -> None:
+    """Raises ValueError if a concrete ``rate`` lies outside [0, 1]."""
+    if _is_concrete(rate):
+        r = np.asarray(rate)
+        if not np.issubdtype(r.dtype, np.floating) and not np.issubdtype(r.dtype, np.integer):
+            raise TypeError(f"`{name}` must be a real number in [0, 1]; got dtype {r.dtype}.")
+        if np.any(~np.isfinite(r)) or np.any(r < 0) or np.any(r > 1):
+            raise ValueError(f"`{name}` must lie in [0, 1]; got {rate!r}.")
+
+
+def check_mask(mask, name: str = "mask", shape: tuple | None = None) -> None:
+    """Raises a TypeError / ValueError naming ``name`` if ``mask`` is not boolean of ``shape``."""
+    dtype = getattr(mask, "dtype", None)
+    if dtype is None or dtype != jnp.bool_:
+        raise TypeError(
+            f"`{name}` must be a boolean array (True = observed); got dtype {dtype}."
+            " Use `mask.astype(bool)` if it holds 0/1 values."
+        )
+    if shape is not None and tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)}; got {tuple(mask.shape)}.")
+
+
+def _check_dim(d, name: str = "num_dims") -> int:
+    if not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"`{name}` must be a positive Python int (static); got {d!r}.")
+    return int(d)
+
+
+def mask_by_rate(key: PRNGKey, num_dims: int, rate) -> Array:
+    """Independent Bernoulli mask: each coordinate is hidden with probability ``rate``.
+
+    Args:
+      key: PRNG key.
+      num_dims: D, static.
+      rate: scalar in [0, 1], may be traced (vmap over rates).
+
+    Returns:
+      ``[D] bool``, True = observed.
+    """
+    num_dims = _check_dim(num_dims)
+    check_rate(rate)
+    return jax.random.uniform(key, (num_dims,)) >= rate
+
+
+def mask_by_count(key: PRNGKey, num_dims: int, num_hidden) -> Array:
+    """A uniformly random mask with exactly ``num_hidden`` hidden coordinates.
+
+    Args:
+      key: PRNG key.
+      num_dims: D, static.
+      num_hidden: integer in [0, D], may be traced.
+
+    Returns:
+      ``[D] bool``, True = observed, with ``sum(~mask) == num_hidden``.
+    """
+    num_dims = _check_dim(num_dims)
+    if _is_concrete(num_hidden):
+        n = np.asarray(num_hidden)
+        if not np.issubdtype(n.dtype, np.integer):
+            raise TypeError(f"`num_hidden` must be an integer; got dtype {n.dtype}.")
+        if np.any(n < 0) or np.any(n > num_dims):
+            raise ValueError(f"`num_hidden` must lie in [0, {num_dims}]; got {num_hidden!r}.")
+    ordering = random_ordering(key, num_dims)
+    return ordering_mask(ordering, num_dims - num_hidden)
+
+
+def random_ordering(key: PRNGKey, num_dims: int) -> Array:
+    """A uniformly random permutation sigma of ``range(D)``: ``[D] int32``."""
+    num_dims = _check_dim(num_dims)
+    return jax.random.permutation(key, num_dims).astype(jnp.int32)
+
+
+def _check_ordering(ordering) -> None:
+    if getattr(ordering, "ndim", None) != 1:
+        raise ValueError(
+            f"`ordering` must be a 1-D permutation of range(D); got shape {getattr(ordering, 'shape', None)}."
+        )
+    if not jnp.issubdtype(ordering.dtype, jnp.integer):
+        raise TypeError(f"`ordering` must be an integer array; got dtype {ordering.dtype}.")
+
+
+def ordering_mask(ordering: Array, num_observed) -> Array:
+    """The subset sigma(<t) an ordering induces: its first ``num_observed`` positions observed.
+
+    Args:
+      ordering: ``[D] int`` permutation sigma.
+      num_observed: t in [0, D], may be traced.
+
+    Returns:
+      ``[D] bool``: ``mask[sigma[i]] = i < t``.
+    """
+    _check_ordering(ordering)
+    (d,) = ordering.shape
+    ranks = jnp.zeros((d,), jnp.int32).at[ordering].set(jnp.arange(d, dtype=jnp.int32))
+    return ranks < num_observed
+
+
+def ordering_subsets(ordering: Array) -> Array:
+    """All D + 1 nested subsets of an ordering: row t is sigma(<t).
+
+    Returns:
+      ``[D + 1, D] bool``; row 0 is all hidden, row D all observed.
+    """
+    _check_ordering(ordering)
+    (d,) = ordering.shape
+    return jax.vmap(ordering_mask, in_axes=(None, 0))(ordering, jnp.arange(d + 1))
+
+
+# MaskGIT schedules: gamma(r) = fraction of tokens still hidden at progress r in [0, 1];
+# gamma(0) = 1 (all hidden), gamma(1) = 0.
+
+
+def cosine_schedule(ratio: Array) -> Array:
+    """MaskGIT cosine schedule gamma(r) = cos(pi r / 2)."""
+    return jnp.cos(jnp.pi / 2.0 * jnp.asarray(ratio, jnp.float32))
+
+
+def linear_schedule(ratio: Array) -> Array:
+    """Linear schedule gamma(r) = 1 - r."""
+    return 1.0 - jnp.asarray(ratio, jnp.float32)
+
+
+_SCHEDULES = {"cosine": cosine_schedule, "linear": linear_schedule}
+
+
+def get_schedule(name: str) -> Schedule:
+    """Looks a schedule up by name: one of ``"cosine"``, ``"linear"``."""
+    try:
+        return _SCHEDULES[name]
+    except KeyError:
+        raise ValueError(f"`schedule` must be one of {sorted(_SCHEDULES)}; got {name!r}.") from None
+
+
+def num_hidden_at(step, num_steps: int, num_dims: int, schedule: Schedule | str = "cosine") -> Array:
+    """Tokens the schedule leaves hidden after decoding step ``step`` (0-based) of ``num_steps``.
+
+    ``floor(D * gamma((step + 1) / T))`` clipped to [0, D]; the last step leaves none.
+    A decoder that must reveal at least one token per step clips this to
+    ``min(hidden_now - 1, .)`` itself, as MaskGIT does.
+
+    Returns:
+      int32 scalar in [0, D].
+    """
+    if isinstance(schedule, str):
+        schedule = get_schedule(schedule)
+    num_dims = _check_dim(num_dims)
+    num_steps = _check_dim(num_steps, "num_steps")
+    ratio = (jnp.asarray(step, jnp.float32) + 1.0) / num_steps
+    n = jnp.floor(num_dims * schedule(ratio)).astype(jnp.int32)
+    return jnp.clip(n, 0, num_dims)
+
+
+def num_subsets(num_dims: int, num_hidden: int) -> int:
+    """C(D, M): how many masks hide exactly M of D coordinates."""
+    return math.comb(num_dims, num_hidden)

@@ -1,0 +1,174 @@
+"""The few Flax NNX modules reused across mamjax methods, and their pure form.
+
+Modules are written in Flax NNX (the API the Flax docs recommend for new code,
+https://flax.readthedocs.io), but what algorithms and the training loop see is a
+pure pair: ``params = init`` and ``apply(params, *inputs) -> outputs``, made with
+:func:`functional` (``nnx.split`` / ``nnx.merge`` at the jit boundary). Modules
+with mutable state (batch norm statistics) use :func:`functional_with_state`,
+whose ``apply(params, state, *inputs) -> (outputs, new_state)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+Params = Any
+
+__all__ = [
+    "MLP",
+    "ResidualMLP",
+    "TransformerEncoder",
+    "functional",
+    "functional_with_state",
+]
+
+
+def functional(module: nnx.Module) -> tuple[Callable[..., Any], Params]:
+    """Splits a stateless NNX module into ``(apply, params)``.
+
+    ``apply(params, *args, **kwargs)`` is a pure function: it merges a fresh copy
+    of the module with ``params`` and calls it. Jit, grad and vmap it freely.
+    """
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+    def apply(params, *args, **kwargs):
+        return nnx.merge(graphdef, params, rest)(*args, **kwargs)
+
+    return apply, params
+
+
+def functional_with_state(module: nnx.Module) -> tuple[Callable[..., Any], Params, Params]:
+    """Splits an NNX module with non-parameter state (e.g. ``nnx.BatchStat``).
+
+    Returns ``(apply, params, state)`` with
+    ``apply(params, state, *args, **kwargs) -> (outputs, new_state)``.
+    """
+    graphdef, params, state = nnx.split(module, nnx.Param, ...)
+
+    def apply(params, state, *args, **kwargs):
+        model = nnx.merge(graphdef, params, state)
+        out = model(*args, **kwargs)
+        _, _, new_state = nnx.split(model, nnx.Param, ...)
+        return out, new_state
+
+    return apply, params, state
+
+
+def _activation(name: str) -> Callable[[Array], Array]:
+    acts = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "tanh": jnp.tanh, "silu": jax.nn.silu,
+            "softplus": jax.nn.softplus}
+    if name not in acts:
+        raise ValueError(f"`activation` must be one of {sorted(acts)}; got {name!r}.")
+    return acts[name]
+
+
+class MLP(nnx.Module):
+    """Plain multi-layer perceptron: ``in -> hidden... -> out`` on the last axis."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *,
+                 activation: str = "relu", rngs: nnx.Rngs):
+        sizes = [in_features, *hidden, out_features]
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.act = _activation(activation)
+        self.in_features = in_features
+
+    def __call__(self, x: Array) -> Array:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"`x` must have last dimension {self.in_features}; got shape {x.shape}.")
+        for layer in self.layers[:-1]:
+            x = self.act(layer(x))
+        return self.layers[-1](x)
+
+
+class ResidualMLP(nnx.Module):
+    """Residual MLP: ``Linear -> [LayerNorm -> act -> Linear -> act -> Linear] + skip -> Linear``.
+
+    The MLP backbone of marginal / conditional networks on flattened data.
+    """
+
+    def __init__(self, in_features: int, width: int, depth: int, out_features: int, *,
+                 activation: str = "gelu", rngs: nnx.Rngs):
+        self.inp = nnx.Linear(in_features, width, rngs=rngs)
+        self.norms = nnx.List([nnx.LayerNorm(width, rngs=rngs) for _ in range(depth)])
+        self.hidden1 = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(depth)])
+        self.hidden2 = nnx.List([
+            nnx.Linear(width, width, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+            for _ in range(depth)
+        ])
+        self.out = nnx.Linear(width, out_features, rngs=rngs)
+        self.act = _activation(activation)
+        self.in_features = in_features
+
+    def __call__(self, x: Array) -> Array:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"`x` must have last dimension {self.in_features}; got shape {x.shape}.")
+        h = self.inp(x)
+        for norm, l1, l2 in zip(self.norms, self.hidden1, self.hidden2):
+            h = h + l2(self.act(l1(self.act(norm(h)))))
+        return self.out(self.act(h))
+
+
+class _Block(nnx.Module):
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, rngs: nnx.Rngs):
+        self.ln1 = nnx.LayerNorm(dim, rngs=rngs)
+        self.attn = nnx.MultiHeadAttention(num_heads, dim, decode=False, rngs=rngs)
+        self.ln2 = nnx.LayerNorm(dim, rngs=rngs)
+        self.fc1 = nnx.Linear(dim, mlp_dim, rngs=rngs)
+        self.fc2 = nnx.Linear(mlp_dim, dim, rngs=rngs)
+
+    def __call__(self, h: Array) -> Array:
+        h = h + self.attn(self.ln1(h))
+        return h + self.fc2(jax.nn.gelu(self.fc1(self.ln2(h))))
+
+
+class TransformerEncoder(nnx.Module):
+    """Bidirectional (unmasked-attention) transformer over partially observed tokens.
+
+    Hidden positions (``mask == False``) are replaced by a learned mask embedding,
+    so the same network reads any subset of observed tokens. Optionally
+    class-conditional: a class token is prepended; class id ``num_classes`` is the
+    "null" class used for classifier-free guidance.
+
+    Call: ``(tokens [B, L] int32, mask [B, L] bool, labels [B] int32 | None)
+    -> logits [B, L, out_features]``.
+    """
+
+    def __init__(self, vocab_size: int, seq_len: int, *, dim: int = 64, depth: int = 2,
+                 num_heads: int = 4, mlp_dim: int | None = None, out_features: int | None = None,
+                 num_classes: int | None = None, rngs: nnx.Rngs):
+        if dim % num_heads:
+            raise ValueError(f"`dim` ({dim}) must be divisible by `num_heads` ({num_heads}).")
+        self.vocab_size, self.seq_len, self.num_classes = vocab_size, seq_len, num_classes
+        self.tok = nnx.Embed(vocab_size, dim, rngs=rngs)
+        self.mask_emb = nnx.Param(0.02 * jax.random.normal(rngs.params(), (dim,)))
+        self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (seq_len, dim)))
+        self.cls = nnx.Embed(num_classes + 1, dim, rngs=rngs) if num_classes is not None else None
+        self.blocks = nnx.List([_Block(dim, num_heads, mlp_dim or 4 * dim, rngs) for _ in range(depth)])
+        self.ln = nnx.LayerNorm(dim, rngs=rngs)
+        self.head = nnx.Linear(dim, out_features or vocab_size, rngs=rngs)
+
+    def __call__(self, tokens: Array, mask: Array, labels: Array | None = None) -> Array:
+        chex.assert_rank(tokens, 2, custom_message="`tokens` must be [batch, seq_len] int")
+        if tokens.shape[1] != self.seq_len:
+            raise ValueError(f"`tokens` must have seq_len {self.seq_len}; got shape {tokens.shape}.")
+        if not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise TypeError(f"`tokens` must be integer; got dtype {tokens.dtype}.")
+        if mask.dtype != jnp.bool_ or mask.shape != tokens.shape:
+            raise TypeError(f"`mask` must be bool of shape {tokens.shape}; got {mask.dtype} {mask.shape}.")
+        safe = jnp.where(mask, tokens, 0)  # hidden entries may hold any id, e.g. a MASK id
+        h = jnp.where(mask[..., None], self.tok(safe), self.mask_emb[...]) + self.pos[...]
+        if self.cls is not None:
+            if labels is None:
+                raise ValueError("`labels` is required: this encoder is class-conditional.")
+            h = jnp.concatenate([self.cls(labels)[:, None, :], h], axis=1)
+        for block in self.blocks:
+            h = block(h)
+        if self.cls is not None:
+            h = h[:, 1:]
+        return self.head(self.ln(h))

@@ -1,0 +1,15 @@
+"""Test-suite configuration: 8 virtual CPU devices, strict numerics, tiny notebooks."""
+
+import os
+
+# Must be set before jax is first imported anywhere in the test process.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Notebooks executed by nbmake read this knob and run at a tiny size.
+os.environ.setdefault("MAMJAX_NOTEBOOK_SIZE", "tiny")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_debug_nans", True)
