@@ -162,7 +162,7 @@ class TransformerEncoder(nnx.Module):
         if mask.dtype != jnp.bool_ or mask.shape != tokens.shape:
             raise TypeError(f"`mask` must be bool of shape {tokens.shape}; got {mask.dtype} {mask.shape}.")
         safe = jnp.where(mask, tokens, 0)  # hidden entries may hold any id, e.g. a MASK id
-        h = jnp.where(mask[..., None], self.tok(safe), self.mask_emb[...]) + self.pos[...]
+        h = jnp.where(mask[..., None], self.tok(safe), self.mask_emb[...][None, None, :]) + self.pos[...][None]
         if self.cls is not None:
             if labels is None:
                 raise ValueError("`labels` is required: this encoder is class-conditional.")

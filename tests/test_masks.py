@@ -1,0 +1,97 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mamjax import masks
+
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+@SETTINGS
+@given(d=st.integers(1, 40), seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_mask_by_count_hides_exactly_n(d, seed, data):
+    n = data.draw(st.integers(0, d))
+    m = masks.mask_by_count(jax.random.key(seed), d, n)
+    assert m.dtype == jnp.bool_ and m.shape == (d,)
+    assert int((~m).sum()) == n
+
+
+@SETTINGS
+@given(d=st.integers(1, 50), seed=st.integers(0, 2**31 - 1))
+def test_random_ordering_is_permutation(d, seed):
+    o = np.asarray(masks.random_ordering(jax.random.key(seed), d))
+    assert sorted(o.tolist()) == list(range(d))
+
+
+@SETTINGS
+@given(d=st.integers(1, 20), seed=st.integers(0, 2**31 - 1))
+def test_ordering_subsets_nested_and_follow_ordering(d, seed):
+    o = masks.random_ordering(jax.random.key(seed), d)
+    subs = np.asarray(masks.ordering_subsets(o))
+    assert subs.shape == (d + 1, d)
+    assert subs.sum(1).tolist() == list(range(d + 1))
+    for t in range(d):
+        # going from row t to t+1 reveals exactly position o[t]
+        diff = np.flatnonzero(subs[t + 1] & ~subs[t])
+        assert diff.tolist() == [int(o[t])]
+
+
+def test_mask_by_rate_matches_rate_and_edges():
+    keys = jax.random.split(jax.random.key(0), 2000)
+    m = jax.vmap(masks.mask_by_rate, in_axes=(0, None, None))(keys, 50, 0.3)
+    hidden = 1.0 - np.asarray(m).mean()
+    assert abs(hidden - 0.3) < 0.01  # 100k Bernoulli draws: sd 0.0015
+    assert bool(masks.mask_by_rate(keys[0], 10, 0.0).all())
+    assert not bool(masks.mask_by_rate(keys[0], 10, 1.0).any())
+
+
+def test_vmap_over_keys_and_rates_equals_loop():
+    keys = jax.random.split(jax.random.key(1), 5)
+    rates = jnp.linspace(0.0, 1.0, 5)
+    vm = jax.jit(jax.vmap(masks.mask_by_rate, in_axes=(0, None, 0)), static_argnums=1)(keys, 12, rates)
+    loop = np.stack([masks.mask_by_rate(k, 12, r) for k, r in zip(keys, rates)])
+    np.testing.assert_array_equal(vm, loop)
+    counts = jnp.arange(5)
+    vm = jax.vmap(masks.mask_by_count, in_axes=(0, None, 0))(keys, 12, counts)
+    loop = np.stack([masks.mask_by_count(k, 12, int(c)) for k, c in zip(keys, counts)])
+    np.testing.assert_array_equal(vm, loop)
+
+
+@pytest.mark.parametrize("name", ["cosine", "linear"])
+def test_schedules(name):
+    g = masks.get_schedule(name)
+    np.testing.assert_allclose(g(0.0), 1.0, atol=1e-7)
+    np.testing.assert_allclose(g(1.0), 0.0, atol=1e-6)
+    r = jnp.linspace(0, 1, 11)
+    assert bool(jnp.all(jnp.diff(g(r)) <= 0))
+    n = [int(masks.num_hidden_at(s, 8, 64, name)) for s in range(8)]
+    assert n == sorted(n, reverse=True) and n[-1] == 0 and n[0] < 64
+    if name == "cosine":
+        assert n[0] == int(np.floor(64 * np.cos(np.pi / 2 / 8)))
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan")])
+def test_bad_rate_named(rate):
+    with pytest.raises(ValueError, match="`rate`"):
+        masks.mask_by_rate(jax.random.key(0), 4, rate)
+
+
+def test_bad_inputs_named():
+    with pytest.raises(ValueError, match="`num_hidden`"):
+        masks.mask_by_count(jax.random.key(0), 4, 5)
+    with pytest.raises(TypeError, match="`num_hidden`"):
+        masks.mask_by_count(jax.random.key(0), 4, 1.5)
+    with pytest.raises(ValueError, match="`num_dims`"):
+        masks.mask_by_rate(jax.random.key(0), 0, 0.5)
+    with pytest.raises(ValueError, match="`ordering`"):
+        masks.ordering_mask(jnp.zeros((2, 2), jnp.int32), 1)
+    with pytest.raises(TypeError, match="`ordering`"):
+        masks.ordering_mask(jnp.zeros((3,)), 1)
+    with pytest.raises(TypeError, match="`mask`.*boolean"):
+        masks.check_mask(jnp.ones(3, jnp.int32))
+    with pytest.raises(ValueError, match="`mask`.*shape"):
+        masks.check_mask(jnp.ones(3, bool), shape=(4,))
+    with pytest.raises(ValueError, match="`schedule`"):
+        masks.get_schedule("quadratic")
