@@ -1,0 +1,27 @@
+"""Masked pre-training as log-marginal likelihood (Moreno-Muñoz, Recasens, Hauberg, NeurIPS 2023).
+
+The cumulative masked pre-training score over all mask sizes equals ``log p(x)``:
+``cumulative_mpt(cond_logpdf, x, key, K)`` estimates it from any model's
+conditionals ``cond_logpdf(x, mask) -> [D] log p(x_j | x_observed)``.
+Exact references: :mod:`gaussian` (MVN conditionals), :mod:`ppca`, :mod:`gp`,
+:mod:`linear_vae` (grid-integrated Bernoulli linear latent model), and
+:mod:`bridge` turns masked models' logits or marginals into ``cond_logpdf``.
+"""
+
+from mamjax.lml.estimator import (
+    MPTEstimate,
+    MPTMasks,
+    check_mpt_masks,
+    cumulative_mpt,
+    cumulative_mpt_loop,
+    masked_pretraining_score,
+    mpt_masks,
+    rates_to_num_hidden,
+)
+from mamjax.lml.gaussian import mvn_conditional, mvn_conditional_logpdf, mvn_logpdf, normal_logpdf
+
+__all__ = [
+    "MPTEstimate", "MPTMasks", "check_mpt_masks", "cumulative_mpt", "cumulative_mpt_loop",
+    "masked_pretraining_score", "mpt_masks", "rates_to_num_hidden",
+    "mvn_conditional", "mvn_conditional_logpdf", "mvn_logpdf", "normal_logpdf",
+]

@@ -1,0 +1,350 @@
+"""Masked pre-training (MPT) scores and the cumulative MPT estimator of log p(x).
+
+Moreno-Muñoz, Recasens & Hauberg, "On Masked Pre-training and the Marginal
+Likelihood" (NeurIPS 2023), eq. (5): for any joint ``p(x)`` over D coordinates,
+
+    log p(x) = sum_{M=1..D} s_M(x),
+    s_M(x)   = 1/C(D,M) sum_{|T|=M} 1/M sum_{j in T} log p(x_j | x_{not T}),
+
+i.e. the masked pre-training score at mask size M (hidden set ``T``, every
+hidden coordinate predicted from the observed ones only), summed over all mask
+sizes. It is the chain rule averaged over orderings, grouped by how many
+coordinates are still hidden. A fixed mask rate gives ``D * s_M``, a biased
+estimate of ``log p(x)`` whose maximiser is still an LML maximiser.
+
+Conventions: a mask is ``[D] bool``, True = observed, False = hidden. Models
+enter as a callable ``cond_logpdf(x [D], mask [D]) -> [D]`` returning
+``log p(x_j | x_observed)`` at hidden ``j`` (values at observed positions are
+ignored). Everything is per example; batches of ``x`` are vmapped, and masks
+are shared across the batch so mask-only work (e.g. a Cholesky per mask) is
+done once per mask.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import partial
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mamjax import masks as masks_lib
+
+Array = jax.Array
+PRNGKey = jax.Array
+CondLogpdf = Callable[[Array, Array], Array]
+
+__all__ = [
+    "MPTEstimate",
+    "MPTMasks",
+    "check_mpt_masks",
+    "masked_pretraining_score",
+    "rates_to_num_hidden",
+    "mpt_masks",
+    "cumulative_mpt",
+    "cumulative_mpt_loop",
+]
+
+# Above this many subsets of one size, exact enumeration is refused (memory).
+MAX_EXACT_MASKS = 1 << 16
+
+
+class MPTEstimate(NamedTuple):
+    """Result of :func:`cumulative_mpt` (leading ``[B]`` axis when ``x`` is ``[B, D]``).
+
+    Attributes:
+      value: ``[]``/``[B]`` estimate of ``log p(x)``: ``D * mean_r s_{M_r}``; with all
+        sizes ``M = 1..D`` this is ``sum_M s_M``, the log marginal likelihood.
+      stderr: standard error of ``value`` (0 when every size was enumerated).
+      per_size: ``[R]``/``[B, R]`` the per-size scores ``s_{M_r}``.
+      per_size_stderr: their standard errors.
+      num_hidden: ``[R] int`` mask sizes M_r.
+      exact: ``[R] bool`` whether size ``r`` was enumerated exactly.
+    """
+
+    value: Array
+    stderr: Array
+    per_size: Array
+    per_size_stderr: Array
+    num_hidden: Array
+    exact: Array
+
+
+class MPTMasks(NamedTuple):
+    """Static (numpy) part of the estimator: enumerated masks padded to one shape.
+
+    Attributes:
+      num_hidden: ``[R] int32`` mask size per rate.
+      exact: ``[R] bool`` whether the size is enumerated.
+      masks: ``[R, K, D] bool`` enumerated masks (rows of MC sizes are placeholders).
+      weights: ``[R, K]`` float64 weights: ``1/C(D,M)`` for enumerated masks, 0 for padding,
+        ``1/K`` for Monte Carlo slots.
+    """
+
+    num_hidden: np.ndarray
+    exact: np.ndarray
+    masks: np.ndarray
+    weights: np.ndarray
+
+
+def check_mpt_masks(masks, num_dims: int | None = None, name: str = "masks") -> None:
+    """Raises a clear error if ``masks`` cannot be scored.
+
+    Checks dtype (bool), rank (``[K, D]``), emptiness (``K = 0``) and, when the
+    values are concrete, that every mask hides at least one coordinate (an
+    all-observed mask predicts nothing, so ``1/M`` is undefined). An all-hidden
+    mask is valid: it is the ``M = D`` term, the product of the marginals.
+    """
+    masks_lib.check_mask(masks, name)
+    if masks.ndim != 2:
+        raise ValueError(f"`{name}` must have shape [num_masks, D]; got {tuple(masks.shape)}.")
+    if masks.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty (shape {tuple(masks.shape)}): pass at least one mask.")
+    if num_dims is not None and masks.shape[1] != num_dims:
+        raise ValueError(f"`{name}` must have D = {num_dims} columns to match `x`; got {masks.shape[1]}.")
+    if not isinstance(masks, jax.core.Tracer):
+        hidden = np.sum(~np.asarray(masks), axis=1)
+        bad = np.flatnonzero(hidden == 0)
+        if bad.size:
+            raise ValueError(
+                f"`{name}` rows {bad[:5].tolist()} hide no coordinate (all True = all observed): "
+                "MPT needs at least one hidden (False) entry per mask."
+            )
+
+
+def _score_one_mask(cond_logpdf: CondLogpdf, x: Array, mask: Array) -> Array:
+    """``1/M sum_{j hidden} log p(x_j | x_O)`` for one example and one mask."""
+    lp = cond_logpdf(x, mask)
+    hidden = ~mask
+    total = jnp.sum(jnp.where(hidden, lp, 0.0))
+    return total / jnp.maximum(jnp.sum(hidden), 1).astype(total.dtype)
+
+
+def _scores(cond_logpdf: CondLogpdf, x: Array, masks: Array) -> Array:
+    """Per-mask scores ``[..., K]`` for ``x`` ``[D]`` or ``[B, D]`` and masks ``[K, D]``.
+
+    Masks are the outer vmap so that work depending on the mask only is not
+    repeated over the batch.
+    """
+    per_example = partial(_score_one_mask, cond_logpdf)
+    if x.ndim == 2:
+        per_example = jax.vmap(per_example, in_axes=(0, None))
+    out = jax.vmap(per_example, in_axes=(None, 0))(x, masks)  # [K] or [K, B]
+    return jnp.moveaxis(out, 0, -1)
+
+
+def masked_pretraining_score(cond_logpdf: CondLogpdf, x: Array, masks: Array, weights: Array | None = None) -> Array:
+    """The masked pre-training score of ``x`` averaged over a set of masks.
+
+    ``sum_k w_k (1/M_k) sum_{j hidden in k} log p(x_j | x_{O_k})`` with
+    ``w_k = 1/K`` by default: for masks of one size M this is ``s_M`` (exactly, over
+    all C(D,M) masks, or a Monte Carlo estimate over sampled ones).
+
+    Args:
+      cond_logpdf: ``(x [D], mask [D] bool) -> [D]`` conditional log densities.
+      x: ``[D]`` one example or ``[B, D]`` a batch (masks shared across the batch).
+      masks: ``[K, D] bool``, True = observed; each must hide at least one coordinate.
+      weights: optional ``[K]`` mask weights (need not sum to 1, e.g. 0 for padding).
+
+    Returns:
+      ``[]`` or ``[B]`` score.
+    """
+    x = jnp.asarray(x)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
+    check_mpt_masks(masks, x.shape[-1])
+    s = _scores(cond_logpdf, x, masks)
+    if weights is None:
+        return jnp.mean(s, axis=-1)
+    weights = jnp.asarray(weights, s.dtype)
+    if weights.shape != (masks.shape[0],):
+        raise ValueError(f"`weights` must have shape [{masks.shape[0]}]; got {tuple(weights.shape)}.")
+    return s @ weights
+
+
+def rates_to_num_hidden(rates, num_dims: int) -> np.ndarray:
+    """Mask rates in (0, 1] to mask sizes ``M = clip(round(rate * D), 1, D)``; ``None`` -> 1..D."""
+    if rates is None:
+        return np.arange(1, num_dims + 1, dtype=np.int32)
+    r = np.atleast_1d(np.asarray(rates, dtype=np.float64))
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError(f"`rates` must be a non-empty 1-D sequence of mask rates; got {rates!r}.")
+    if np.any(~np.isfinite(r)) or np.any(r <= 0) or np.any(r > 1):
+        raise ValueError(f"`rates` must lie in (0, 1] (fraction of hidden coordinates); got {rates!r}.")
+    return np.clip(np.rint(r * num_dims), 1, num_dims).astype(np.int32)
+
+
+def _check_num_hidden(num_hidden, num_dims: int) -> np.ndarray:
+    m = np.atleast_1d(np.asarray(num_hidden))
+    if not np.issubdtype(m.dtype, np.integer) or m.ndim != 1 or m.size == 0:
+        raise TypeError(f"`num_hidden` must be a non-empty 1-D sequence of ints; got {num_hidden!r}.")
+    if np.any(m < 1) or np.any(m > num_dims):
+        raise ValueError(f"`num_hidden` must lie in [1, {num_dims}]; got {num_hidden!r}.")
+    return m.astype(np.int32)
+
+
+def _enumerate_masks(num_dims: int, num_hidden: int) -> np.ndarray:
+    """All C(D, M) masks hiding exactly M coordinates: ``[C, D] bool``."""
+    idx = np.array(list(itertools.combinations(range(num_dims), num_hidden)), dtype=np.int64)
+    out = np.ones((idx.shape[0], num_dims), dtype=bool)
+    out[np.arange(idx.shape[0])[:, None], idx] = False
+    return out
+
+
+def mpt_masks(num_dims: int, num_masks_per_rate: int, num_hidden, exact: bool | str = "auto") -> MPTMasks:
+    """Precomputes (in numpy) which sizes are enumerated and their padded masks.
+
+    Args:
+      num_dims: D.
+      num_masks_per_rate: K, Monte Carlo masks per size (static).
+      num_hidden: ``[R]`` mask sizes.
+      exact: ``"auto"`` enumerates a size when ``C(D, M) <= K`` (never more
+        evaluations than Monte Carlo); ``True`` enumerates every size (K grows to
+        ``max C(D, M)``); ``False`` never enumerates.
+
+    Returns:
+      :class:`MPTMasks` with ``masks`` of shape ``[R, K', D]``.
+    """
+    if not isinstance(num_masks_per_rate, (int, np.integer)) or num_masks_per_rate < 1:
+        raise ValueError(f"`num_masks_per_rate` must be a positive int; got {num_masks_per_rate!r}.")
+    if exact not in ("auto", True, False):
+        raise ValueError(f"`exact` must be 'auto', True or False; got {exact!r}.")
+    num_hidden = _check_num_hidden(num_hidden, num_dims)
+    counts = np.array([math.comb(num_dims, int(m)) for m in num_hidden], dtype=object)
+    if exact == "auto":
+        is_exact = np.array([c <= num_masks_per_rate for c in counts], dtype=bool)
+        k = int(num_masks_per_rate)
+    elif exact is True:
+        if max(counts) > MAX_EXACT_MASKS:
+            raise ValueError(
+                f"exact enumeration needs C(D, M) = {max(counts)} masks for one size (D = {num_dims}); "
+                f"the limit is {MAX_EXACT_MASKS}. Use exact='auto' or False (Monte Carlo)."
+            )
+        is_exact = np.ones(num_hidden.shape, dtype=bool)
+        k = int(max(counts))
+    else:
+        is_exact = np.zeros(num_hidden.shape, dtype=bool)
+        k = int(num_masks_per_rate)
+    r = num_hidden.shape[0]
+    masks = np.zeros((r, k, num_dims), dtype=bool)
+    masks[:, :, 0] = False  # placeholders hide coordinate 0, so they remain valid masks
+    masks[:, :, 1:] = True
+    weights = np.full((r, k), 1.0 / k)
+    for i, m in enumerate(num_hidden):
+        if is_exact[i]:
+            e = _enumerate_masks(num_dims, int(m))
+            masks[i, : e.shape[0]] = e
+            masks[i, e.shape[0]:] = e[0]  # padding: a valid mask with weight 0
+            weights[i] = 0.0
+            weights[i, : e.shape[0]] = 1.0 / e.shape[0]
+    return MPTMasks(num_hidden, is_exact, masks, weights)
+
+
+def _sample_masks(key: PRNGKey, num_dims: int, num_hidden: Array, k: int) -> Array:
+    """``[R, K, D]`` uniformly random masks with exactly ``num_hidden[r]`` hidden."""
+    keys = jax.random.split(key, (num_hidden.shape[0], k))
+    by_count = jax.vmap(masks_lib.mask_by_count, in_axes=(0, None, None))  # over K
+    return jax.vmap(by_count, in_axes=(0, None, 0))(keys, num_dims, num_hidden)  # over R
+
+
+def _estimate(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, plan_masks: Array, weights: Array,
+              is_exact: Array, num_hidden: Array) -> MPTEstimate:
+    num_dims = x.shape[-1]
+    r, k, _ = plan_masks.shape
+    sampled = _sample_masks(key, num_dims, num_hidden, k)
+    masks = jnp.where(is_exact[:, None, None], plan_masks, sampled)  # [R, K, D]
+    flat = masks.reshape(r * k, num_dims)
+    s = _scores(cond_logpdf, x, flat)  # [..., R*K]
+    s = s.reshape(s.shape[:-1] + (r, k))
+    w = weights.astype(s.dtype)
+    per_size = jnp.sum(s * w, axis=-1)  # [..., R]
+    # Monte Carlo standard error of the mean of K iid masks; 0 for enumerated sizes.
+    var = jnp.var(s, axis=-1, ddof=1) if k > 1 else jnp.full(per_size.shape, jnp.inf, s.dtype)
+    se = jnp.where(is_exact, 0.0, jnp.sqrt(var / k))
+    scale = num_dims / r
+    value = scale * jnp.sum(per_size, axis=-1)
+    stderr = scale * jnp.sqrt(jnp.sum(se**2, axis=-1))
+    return MPTEstimate(value, stderr, per_size, se, num_hidden, is_exact)
+
+
+_estimate_jit = jax.jit(_estimate, static_argnums=(0,))
+
+
+def _is_traced(*xs) -> bool:
+    return any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(xs))
+
+
+def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_per_rate: int,
+                   rates: Sequence[float] | None = None, *, num_hidden: Sequence[int] | None = None,
+                   exact: bool | str = "auto") -> MPTEstimate:
+    """Cumulative masked pre-training estimate of ``log p(x)``, one jitted call.
+
+    Evaluates ``s_M`` for every requested mask size with masks and sizes both
+    vmapped (one ``[R * K]`` batch of masks, no Python loop over rates). A size
+    with ``C(D, M) <= K`` is enumerated exactly (masks precomputed in numpy,
+    padded to K with zero weights); other sizes use K uniformly random masks of
+    that size (Monte Carlo, unbiased). Returns ``D * mean_r s_{M_r}``: with the
+    default ``rates=None`` (all sizes ``M = 1..D``) this is the cumulative MPT,
+    equal in expectation (exactly, if every size is enumerated) to
+    ``log p(x)``; with e.g. ``rates=[0.15]`` it is the fixed-rate objective.
+
+    Args:
+      cond_logpdf: ``(x [D], mask [D] bool) -> [D]``, ``log p(x_j | x_O)`` at hidden j.
+        Pass the same callable across calls to reuse the compiled function
+        (or call this inside your own ``jax.jit``).
+      x: ``[D]`` or ``[B, D]`` (masks shared across the batch).
+      key: PRNG key for the Monte Carlo masks.
+      num_masks_per_rate: K, static.
+      rates: mask rates in (0, 1] (M = round(rate * D)); ``None`` = all sizes 1..D.
+      num_hidden: alternatively, the mask sizes M directly (exclusive with ``rates``).
+      exact: ``"auto"``, ``True`` (enumerate all) or ``False`` (always Monte Carlo).
+
+    Returns:
+      :class:`MPTEstimate` (value, stderr, per-size scores and stderrs, sizes, exact flags).
+    """
+    x = jnp.asarray(x)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
+    num_dims = x.shape[-1]
+    if rates is not None and num_hidden is not None:
+        raise ValueError("pass either `rates` or `num_hidden`, not both.")
+    sizes = rates_to_num_hidden(rates, num_dims) if num_hidden is None else _check_num_hidden(num_hidden, num_dims)
+    plan = mpt_masks(num_dims, num_masks_per_rate, sizes, exact)
+    args = (x, key, jnp.asarray(plan.masks), jnp.asarray(plan.weights), jnp.asarray(plan.exact),
+            jnp.asarray(plan.num_hidden))
+    fn = _estimate if _is_traced(x, key) else _estimate_jit
+    return fn(cond_logpdf, *args)
+
+
+def cumulative_mpt_loop(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_per_rate: int,
+                        rates: Sequence[float] | None = None, *, num_hidden: Sequence[int] | None = None,
+                        exact: bool | str = "auto") -> MPTEstimate:
+    """Reference implementation: a Python loop over mask sizes (as in the paper's code).
+
+    Uses exactly the masks :func:`cumulative_mpt` draws for the same ``key``, so the
+    two agree to rounding; exists for tests and the benchmark, not for use.
+    """
+    x = jnp.asarray(x)
+    num_dims = x.shape[-1]
+    sizes = rates_to_num_hidden(rates, num_dims) if num_hidden is None else _check_num_hidden(num_hidden, num_dims)
+    plan = mpt_masks(num_dims, num_masks_per_rate, sizes, exact)
+    k = plan.masks.shape[1]
+    sampled = _sample_masks(key, num_dims, jnp.asarray(plan.num_hidden), k)
+    score = jax.jit(masked_pretraining_score, static_argnums=(0,))
+    per_size, ses = [], []
+    for r in range(sizes.shape[0]):
+        masks = jnp.asarray(plan.masks[r]) if plan.exact[r] else sampled[r]
+        per_size.append(score(cond_logpdf, x, masks, jnp.asarray(plan.weights[r])))
+        if plan.exact[r]:
+            ses.append(jnp.zeros_like(per_size[-1]))
+        else:
+            s = _scores(cond_logpdf, x, masks)
+            ses.append(jnp.std(s, axis=-1, ddof=1) / math.sqrt(k))
+    per_size = jnp.stack(per_size, axis=-1)
+    se = jnp.stack(ses, axis=-1)
+    scale = num_dims / sizes.shape[0]
+    return MPTEstimate(scale * per_size.sum(-1), scale * jnp.sqrt(jnp.sum(se**2, -1)), per_size, se,
+                       jnp.asarray(plan.num_hidden), jnp.asarray(plan.exact))
