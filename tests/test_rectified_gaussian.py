@@ -1,0 +1,154 @@
+"""Rectified Gaussian, Normal and Bernoulli helpers against scipy (quadrature, closed forms)."""
+
+import contextlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate, special, stats
+
+from mamjax.distributions import Normal, RectifiedGaussian, bernoulli_log_prob, kl_divergence, kl_divergence_mc
+
+PARAMS = [(0.0, 1.0), (1.3, 0.7), (-2.0, 0.5), (0.4, 2.5), (-0.3, 0.1)]
+
+
+@contextlib.contextmanager
+def x64():
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)
+
+
+def _quad_expect(g, mu, s):
+    """E[g(max(0, y))], y ~ N(mu, s^2), by the spike plus adaptive quadrature of the slab."""
+    spike = g(0.0) * stats.norm.cdf(-mu / s)
+    slab, _ = integrate.quad(lambda z: g(z) * stats.norm.pdf(z, mu, s), 0.0, np.inf, epsabs=1e-13, epsrel=1e-12)
+    return spike + slab
+
+
+@pytest.mark.parametrize("mu,s", PARAMS)
+def test_density_integrates_to_one_and_matches_scipy(mu, s):
+    with x64():
+        d = RectifiedGaussian(jnp.float64(mu), jnp.float64(s))
+        mass0 = float(jnp.exp(d.log_prob(0.0)))
+        slab, _ = integrate.quad(lambda z: float(jnp.exp(d.log_prob(z))), 0.0, np.inf, epsabs=1e-13)
+        assert abs(mass0 + slab - 1.0) < 1e-8
+        zs = np.array([1e-6, 0.3, 1.0, 4.0])
+        np.testing.assert_allclose(np.asarray(d.log_prob(zs)), stats.norm.logpdf(zs, mu, s), rtol=1e-12)
+        np.testing.assert_allclose(float(d.log_prob(0.0)), stats.norm.logcdf(-mu / s), rtol=1e-12)
+        np.testing.assert_allclose(float(d.prob_zero()), stats.norm.cdf(-mu / s), rtol=1e-12)
+        assert float(d.log_prob(-0.1)) == -np.inf
+
+
+@pytest.mark.parametrize("mu,s", PARAMS[:3])
+def test_moments_entropy_and_samples(mu, s):
+    with x64():
+        d = RectifiedGaussian(jnp.float64(mu), jnp.float64(s))
+        mean = _quad_expect(lambda z: z, mu, s)
+        var = _quad_expect(lambda z: z * z, mu, s) - mean**2
+        np.testing.assert_allclose(float(d.mean()), mean, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(float(d.variance()), var, rtol=1e-8, atol=1e-12)
+        p0 = stats.norm.cdf(-mu / s)
+        slab, _ = integrate.quad(lambda z: -stats.norm.pdf(z, mu, s) * stats.norm.logpdf(z, mu, s), 0, np.inf)
+        np.testing.assert_allclose(float(d.entropy()), slab - p0 * np.log(p0), rtol=1e-8)
+        n = 400_000
+        z = np.asarray(d.sample(jax.random.key(0), (n,)))
+        assert z.shape == (n,) and z.min() >= 0.0
+        assert abs(np.mean(z == 0.0) - p0) < 5 * np.sqrt(p0 * (1 - p0) / n)
+        assert abs(z.mean() - mean) < 5 * np.sqrt(var / n)
+        assert abs(z.var() - var) < 5 * np.std((z - mean) ** 2) / np.sqrt(n) + 1e-12
+
+
+def test_reparameterized_gradient_matches_finite_differences_of_quadrature():
+    g_np = lambda z: np.sin(2.0 * z) + 0.5 * z * z + np.exp(-z)  # noqa: E731
+    g_jnp = lambda z: jnp.sin(2.0 * z) + 0.5 * z * z + jnp.exp(-z)  # noqa: E731
+    mu, s, h = 0.3, 0.8, 1e-4
+    with x64():
+        def mc(params, key):
+            d = RectifiedGaussian(params[0], params[1])
+            return jnp.mean(g_jnp(d.sample(key, (1_000_000,))))
+        grad = np.asarray(jax.jit(jax.grad(mc))(jnp.array([mu, s]), jax.random.key(1)))
+    fd_mu = (_quad_expect(g_np, mu + h, s) - _quad_expect(g_np, mu - h, s)) / (2 * h)
+    fd_s = (_quad_expect(g_np, mu, s + h) - _quad_expect(g_np, mu, s - h)) / (2 * h)
+    np.testing.assert_allclose(grad, [fd_mu, fd_s], rtol=0.02, atol=0.01)
+
+
+PAIRS = [((0.0, 1.0), (0.0, 1.0)), ((1.0, 0.5), (0.0, 1.0)), ((-1.5, 0.7), (0.5, 1.3)), ((2.0, 0.3), (-1.0, 2.0)),
+         ((-3.0, 1.0), (1.0, 0.5))]
+
+
+def _quad_kl(q, p):
+    (mq, sq), (mp, sp) = q, p
+    q0, p0 = stats.norm.cdf(-mq / sq), stats.norm.cdf(-mp / sp)
+    f = lambda z: stats.norm.pdf(z, mq, sq) * (stats.norm.logpdf(z, mq, sq) - stats.norm.logpdf(z, mp, sp))  # noqa
+    slab, _ = integrate.quad(f, 0.0, np.inf, epsabs=1e-13, epsrel=1e-12)
+    return q0 * (np.log(q0) - np.log(p0)) + slab
+
+
+@pytest.mark.parametrize("q,p", PAIRS)
+def test_kl_closed_form_matches_quadrature_and_monte_carlo(q, p):
+    with x64():
+        dq, dp = RectifiedGaussian(*map(jnp.float64, q)), RectifiedGaussian(*map(jnp.float64, p))
+        exact = _quad_kl(q, p)
+        np.testing.assert_allclose(float(kl_divergence(dq, dp)), exact, rtol=1e-8, atol=1e-10)
+        samples = 200_000
+        z = dq.sample(jax.random.key(2), (samples,))
+        lr = np.asarray(dq.log_prob(z) - dp.log_prob(z))
+        mc = float(kl_divergence_mc(dq, dp, jax.random.key(2), samples))
+        assert np.isfinite(mc) and np.isfinite(lr).all()
+        assert abs(mc - exact) < 5 * lr.std() / np.sqrt(samples) + 1e-9
+
+
+def test_kl_gradient_matches_finite_differences_of_quadrature():
+    q, p, h = (0.4, 0.9), (-0.5, 1.4), 1e-5
+    with x64():
+        f = lambda v: kl_divergence(RectifiedGaussian(v[0], v[1]), RectifiedGaussian(v[2], v[3]))  # noqa: E731
+        grad = np.asarray(jax.grad(f)(jnp.array([*q, *p])))
+    v = np.array([*q, *p])
+    fd = []
+    for i in range(4):
+        e = np.zeros(4)
+        e[i] = h
+        a, b = v + e, v - e
+        fd.append((_quad_kl(tuple(a[:2]), tuple(a[2:])) - _quad_kl(tuple(b[:2]), tuple(b[2:]))) / (2 * h))
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_extreme_parameters_are_finite_in_float32_and_batched_under_jit():
+    loc = jnp.array([-40.0, -8.0, 0.0, 8.0, 40.0])
+    scale = jnp.array([0.05, 1.0, 1.0, 1.0, 0.05])
+    q, p = RectifiedGaussian(loc, scale), RectifiedGaussian(jnp.zeros(5), jnp.ones(5))
+
+    @jax.jit
+    def f(q, p, key):
+        z, lq = q.sample_and_log_prob(key, (3,))
+        return z, lq, kl_divergence(q, p), q.mean(), q.variance(), p.log_prob(z)
+
+    z, lq, kl, m, v, lp = f(q, p, jax.random.key(0))
+    assert z.shape == (3, 5) and lq.shape == (3, 5) and kl.shape == (5,)
+    for a in (lq, kl, m, v, lp):
+        assert np.isfinite(np.asarray(a)).all()
+    assert (np.asarray(kl) > -1e-4).all()
+    g = jax.grad(lambda l: jnp.sum(kl_divergence(RectifiedGaussian(l, scale), p)))(loc)
+    assert np.isfinite(np.asarray(g)).all()
+
+
+def test_normal_and_bernoulli_match_scipy():
+    mu, s = np.array([0.2, -1.0]), np.array([0.5, 2.0])
+    d = Normal(jnp.asarray(mu), jnp.asarray(s))
+    z = np.array([0.1, 3.0])
+    np.testing.assert_allclose(np.asarray(d.log_prob(z)), stats.norm.logpdf(z, mu, s), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(d.entropy()), stats.norm.entropy(mu, s), rtol=1e-5)
+    kl_quad = [integrate.quad(lambda t: stats.norm.pdf(t, mu[i], s[i]) * (stats.norm.logpdf(t, mu[i], s[i])
+                                                                        - stats.norm.logpdf(t, 0.0, 1.0)),
+                              -np.inf, np.inf)[0] for i in range(2)]
+    np.testing.assert_allclose(np.asarray(d.kl_divergence(Normal(jnp.zeros(2), jnp.ones(2)))), kl_quad, rtol=1e-5)
+    assert float(jnp.sum(d.prob_zero())) == 0.0
+    logits = np.array([-30.0, -1.0, 0.0, 2.0, 30.0])
+    for x in (0.0, 1.0):
+        want = special.log_expit(logits if x == 1.0 else -logits)
+        np.testing.assert_allclose(np.asarray(bernoulli_log_prob(jnp.asarray(logits), x)), want, rtol=1e-5, atol=1e-6)
