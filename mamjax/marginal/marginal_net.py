@@ -1,0 +1,121 @@
+"""The marginal network of a marginalization model (MaM): f_theta(x_S) = log p_theta(x_S).
+
+One network evaluation scores any partial observation: hidden entries read as "?".
+A MaM is trained so that its marginals are self-consistent with a conditional
+network (see :mod:`mamjax.marginal.losses`); then ``log p(x_S)`` costs one call,
+where an AO-ARM needs |S| (D with fixed shapes).
+
+Networks are callables ``marg_apply(params, x [B, D] int, mask [B, D] bool) -> [B]``.
+The MLP backbone adds a linear term of the one-hot + "?" encoding to a ResidualMLP:
+the linear part alone is an exactly self-consistent fully factorized model
+(``sum_{i in S} log p_i(x_i)``), which the residual part corrects.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mamjax import nn as nn_lib
+from mamjax.marginal import encoding
+
+Array = jax.Array
+PRNGKey = jax.Array
+Params = Any
+MargApply = Callable[[Params, Array, Array], Array]
+
+__all__ = ["make_marginal_net", "log_marginal", "log_marginal_many_masks", "log_normalizer"]
+
+
+class _MarginalMLP(nnx.Module):
+    def __init__(self, num_dims: int, num_classes: int, width: int, depth: int, rngs: nnx.Rngs):
+        self.num_classes = num_classes
+        features = num_dims * (num_classes + 1)
+        self.body = nn_lib.ResidualMLP(features, width, depth, 1, rngs=rngs)
+        self.linear = nnx.Linear(features, 1, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+    def __call__(self, x: Array, mask: Array) -> Array:
+        h = encoding.encode_onehot(x, mask, self.num_classes)
+        return (self.body(h) + self.linear(h))[..., 0]
+
+
+class _MarginalTransformer(nnx.Module):
+    """TransformerEncoder with one output per token, summed: f(x_S) = sum_i g_i(x_S)."""
+
+    def __init__(self, num_dims: int, num_classes: int, dim: int, depth: int, num_heads: int, rngs: nnx.Rngs):
+        self.body = nn_lib.TransformerEncoder(num_classes, num_dims, dim=dim, depth=depth, num_heads=num_heads,
+                                              out_features=1, rngs=rngs)
+
+    def __call__(self, x: Array, mask: Array) -> Array:
+        return jnp.sum(self.body(x.astype(jnp.int32), mask)[..., 0], axis=-1)
+
+
+def make_marginal_net(key: PRNGKey, num_dims: int, num_classes: int = 2, *, backbone: str = "mlp",
+                      width: int = 256, depth: int = 2, num_heads: int = 4) -> tuple[MargApply, Params]:
+    """Builds a marginal network ``f_theta``.
+
+    Args:
+      key: PRNG key for the initialization.
+      num_dims: D.
+      num_classes: K.
+      backbone: ``"mlp"`` or ``"transformer"`` (see the module docstring).
+      width, depth, num_heads: backbone sizes.
+
+    Returns:
+      ``(apply, params)`` with ``apply(params, x [B, D] int, mask [B, D] bool) -> [B]``.
+    """
+    rngs = nnx.Rngs(params=key)
+    if backbone == "mlp":
+        module = _MarginalMLP(num_dims, num_classes, width, depth, rngs)
+    elif backbone == "transformer":
+        module = _MarginalTransformer(num_dims, num_classes, width, depth, num_heads, rngs)
+    else:
+        raise ValueError(f"`backbone` must be one of ['mlp', 'transformer']; got {backbone!r}.")
+    return nn_lib.functional(module)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def log_marginal(marg_apply: MargApply, params: Params, x: Array, mask: Array) -> Array:
+    """``log p_theta(x_S) = f_theta(x_S)`` for any batch shape, in one network call.
+
+    Args:
+      marg_apply: marginal network.
+      params: its parameters.
+      x: ``[..., D] int``.
+      mask: ``[..., D] bool``, broadcastable against ``x`` (e.g. ``x [D]`` with ``mask [M, D]``
+        scores M subsets of one example).
+
+    Returns:
+      ``[...]`` log marginals (unnormalized by ``f(empty)``; see :func:`log_normalizer`).
+    """
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"`x` must be an integer array of category ids; got dtype {x.dtype}.")
+    if mask.dtype != jnp.bool_:
+        raise TypeError(f"`mask` must be a boolean array (True = observed); got dtype {mask.dtype}.")
+    shape = jnp.broadcast_shapes(x.shape, mask.shape)
+    xb, mb = jnp.broadcast_to(x, shape), jnp.broadcast_to(mask, shape)
+    num_dims = shape[-1]
+    out = marg_apply(params, xb.reshape(-1, num_dims), mb.reshape(-1, num_dims))
+    return out.reshape(shape[:-1])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def log_marginal_many_masks(marg_apply: MargApply, params: Params, x: Array, masks: Array) -> Array:
+    """Scores M subsets of each of B examples: ``x [B, D]``, ``masks [M, D]`` -> ``[B, M]``.
+
+    Written per (example, mask) and vmapped twice (one network row each).
+    """
+    def one(xi, mi):
+        return marg_apply(params, xi[None], mi[None])[0]
+
+    return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(x, masks)
+
+
+def log_normalizer(marg_apply: MargApply, params: Params, num_dims: int) -> Array:
+    """``f_theta(empty set)``: 0 for a normalized MaM (the training targets it)."""
+    x = jnp.zeros((1, num_dims), jnp.int32)
+    return marg_apply(params, x, jnp.zeros((1, num_dims), bool))[0]
