@@ -1,0 +1,31 @@
+"""Wake-sleep recurrent attention models (Ba, Grosse, Salakhutdinov, Frey, NIPS 2015).
+
+Hard-attention classifiers that take T discrete glimpses, trained by reweighted
+wake-sleep with an inference network (WS-RAM) or by REINFORCE (RAM, Mnih et al. 2014).
+
+* :mod:`~mamjax.attention.glimpse`: multi-resolution glimpse sensor, location grid.
+* :mod:`~mamjax.attention.model`: glimpse net, core, policy, classifier; ``rollout``,
+  ``predict``, exact enumeration for tiny models.
+* :mod:`~mamjax.attention.proposal`: the inference network ``q(a | x, y)``.
+* :mod:`~mamjax.attention.rws`: importance weights, bounds, RWS surrogate, ``wsram_loss``.
+* :mod:`~mamjax.attention.reinforce`: REINFORCE with a learned baseline, ``reinforce_loss``.
+* :mod:`~mamjax.attention.control_variates`: centred weights; variance measurement.
+* :mod:`~mamjax.attention.data`: 60x60 translated / cluttered MNIST from a seed.
+"""
+
+from mamjax.attention.control_variates import (centered_prior_weights, centered_proposal_weights,
+                                               estimator_moments, total_variance)
+from mamjax.attention.glimpse import extract_glimpse, location_grid, normalized_locations
+from mamjax.attention.model import (RAM, RAMConfig, Trajectory, exact_log_likelihood, exact_posterior,
+                                    make_ram, predict, rollout, rollout_batch)
+from mamjax.attention.reinforce import reinforce_loss, reinforce_surrogate
+from mamjax.attention.rws import (bound_surrogate, effective_sample_size, iw_bound, log_importance_weights,
+                                  normalized_weights, rws_surrogate, variational_bound, wsram_loss)
+
+__all__ = [
+    "RAM", "RAMConfig", "Trajectory", "bound_surrogate", "centered_prior_weights",
+    "centered_proposal_weights", "effective_sample_size", "estimator_moments", "exact_log_likelihood",
+    "exact_posterior", "extract_glimpse", "iw_bound", "location_grid", "log_importance_weights", "make_ram",
+    "normalized_locations", "normalized_weights", "predict", "reinforce_loss", "reinforce_surrogate",
+    "rollout", "rollout_batch", "rws_surrogate", "total_variance", "variational_bound", "wsram_loss",
+]
