@@ -1,0 +1,135 @@
+"""UCR time-series classification datasets with their official train/test splits.
+
+A few small univariate datasets of the UCR archive ship inside mamjax as the
+``.ts`` files distributed in the aeon 1.6.0 wheel (``aeon/datasets/data/``); see
+``mamjax/data/files/ucr/README.md`` for sources, license and citation. The ``.ts``
+parser below handles the equal-length univariate files used here; it needs
+neither aeon nor pandas.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["UCR_DIR", "SPLITS", "list_ucr", "load_ucr", "parse_ts", "znormalize"]
+
+UCR_DIR = Path(__file__).parent / "files" / "ucr"
+SPLITS = ("train", "test")
+
+
+def list_ucr() -> list[str]:
+    """Names of the embedded UCR datasets (those with both a _TRAIN and a _TEST file)."""
+    if not UCR_DIR.is_dir():
+        return []
+    train = {p.name[: -len("_TRAIN.ts")] for p in UCR_DIR.glob("*_TRAIN.ts")}
+    test = {p.name[: -len("_TEST.ts")] for p in UCR_DIR.glob("*_TEST.ts")}
+    return sorted(train & test)
+
+
+def parse_ts(text: str) -> tuple[np.ndarray, list[str], dict[str, str]]:
+    """Parses an equal-length univariate ``.ts`` file (sktime/aeon format).
+
+    Header lines start with ``@`` (``@problemName``, ``@classLabel true a b ...``,
+    ``@data``); ``#`` lines are comments; each data line is
+    ``v1,v2,...,vT:label``.
+
+    Args:
+      text: the file's content.
+
+    Returns:
+      (x float64 [N, T], labels list of N strings, header dict of lower-cased keys).
+    """
+    header: dict[str, str] = {}
+    rows, labels = [], []
+    in_data = False
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            if not line.startswith("@"):
+                raise ValueError(f"line {lineno}: expected a header line starting with '@', got {line[:40]!r}.")
+            key, _, value = line[1:].partition(" ")
+            header[key.lower()] = value.strip()
+            if key.lower() == "data":
+                in_data = True
+            continue
+        *dims, label = line.split(":")
+        if len(dims) != 1:
+            raise ValueError(f"line {lineno}: only univariate series are supported (found {len(dims)} dimensions).")
+        rows.append([float(v) if v != "?" else np.nan for v in dims[0].split(",")])
+        labels.append(label.strip())
+    if not rows:
+        raise ValueError("no data lines found (missing '@data'?).")
+    lengths = {len(r) for r in rows}
+    if len(lengths) != 1:
+        raise ValueError(f"series have unequal lengths {sorted(lengths)[:5]}; only equal-length files are supported.")
+    return np.asarray(rows, dtype=np.float64), labels, header
+
+
+def znormalize(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Scales each row to mean 0 and standard deviation 1 (constant rows become 0).
+
+    Args:
+      x: [N, T] series.
+      eps: rows with std below ``eps`` are only centered.
+
+    Returns:
+      [N, T] array of the same dtype.
+    """
+    mean = x.mean(axis=-1, keepdims=True)
+    std = x.std(axis=-1, keepdims=True)
+    return (x - mean) / np.where(std < eps, 1.0, std)
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(name: str, split: str) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    path = UCR_DIR / f"{name}_{split.upper()}.ts"
+    x, labels, header = parse_ts(path.read_text())
+    # Class order: the @classLabel declaration if present, else the labels seen in both splits.
+    declared = header.get("classlabel", "").split()
+    if declared and declared[0].lower() == "true" and len(declared) > 1:
+        classes = declared[1:]
+    else:
+        other = UCR_DIR / f"{name}_{'TEST' if split == 'train' else 'TRAIN'}.ts"
+        classes = sorted(set(labels) | set(parse_ts(other.read_text())[1]))
+    classes = tuple(sorted(classes, key=_label_key))
+    return x, tuple(labels), classes
+
+
+def _label_key(label: str):
+    # Numeric labels sort numerically ("2" < "10"), others lexicographically.
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def load_ucr(name: str, split: str, znorm: bool = True) -> dict[str, np.ndarray]:
+    """One official split of an embedded UCR dataset.
+
+    Args:
+      name: a dataset of :func:`list_ucr`, e.g. "GunPoint".
+      split: "train" or "test".
+      znorm: z-normalize each series (mean 0, std 1), as in the TimeVQVAE paper.
+
+    Returns:
+      {"x": float32 [N, T], "label": int32 [N] in 0..C-1 (index into the sorted
+      original labels), "classes": str array [C] of the original labels}.
+    """
+    available = list_ucr()
+    if name not in available:
+        raise ValueError(
+            f"`name` 'ucr/{name}' is not embedded in mamjax; available: {['ucr/' + n for n in available]}. "
+            "Other UCR datasets: download the .ts files from https://timeseriesclassification.com "
+            f"and put <Name>_TRAIN.ts / <Name>_TEST.ts into {UCR_DIR}.")
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {SPLITS} for UCR datasets; got {split!r}.")
+    x, labels, classes = _parsed(name, split)
+    index = {c: i for i, c in enumerate(classes)}
+    label = np.asarray([index[s] for s in labels], dtype=np.int32)
+    x = znormalize(x) if znorm else x
+    return {"x": x.astype(np.float32), "label": label, "classes": np.asarray(classes)}
