@@ -1,0 +1,180 @@
+"""MaskGIT iterative decoding as a pure function (Chang et al., 2022).
+
+One decoding step ``t`` of ``T``: the prior predicts every hidden token in
+parallel, a token is sampled at every hidden position, each position gets a
+confidence (naive MaskGIT: the log-probability of its sampled token; ESS: the
+self-Token-Critic's score), Gumbel noise with temperature ``tau * (1 - r)``,
+``r = (t + 1) / T``, is added, and the ``floor(N0 * gamma(r))`` least confident
+positions stay (or become) hidden. ``N0`` is the number of hidden tokens at the
+start, ``gamma`` a schedule of :mod:`mamjax.masks`.
+
+The loop is a ``lax.while_loop`` over a :class:`DecodeState` pytree. Naive
+decoding (``lock_observed=True``) never re-masks a revealed token and reveals
+at least one token per step; the ESS resampling stage (``lock_observed=False``)
+lets its confidence re-mask any token and starts at a per-row step.
+
+Mask convention: ``True`` = observed. Hidden token slots hold :data:`MASK_ID`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from mamjax import masks as masks_lib
+
+Array = jax.Array
+PRNGKey = jax.Array
+LogitsFn = Callable[[Array, Array, Array | None], Array]
+ConfidenceFn = Callable[[Array, Array | None], Array]
+
+MASK_ID = -1
+
+__all__ = ["MASK_ID", "DecodeState", "guided_logits", "mask_by_random_topk", "scheduled_hidden",
+           "decode_step", "decode"]
+
+
+class DecodeState(NamedTuple):
+    """The loop carry.
+
+    Attributes:
+      step: int32 scalar, the next step to run.
+      tokens: ``[B, L] int32``; hidden slots hold ``MASK_ID``.
+      mask: ``[B, L] bool``, True = observed.
+      key: PRNG key of the next step.
+      history: ``[T, B, L] bool``: the mask after each step (rows not yet started keep theirs).
+    """
+
+    step: Array
+    tokens: Array
+    mask: Array
+    key: PRNGKey
+    history: Array
+
+
+def guided_logits(logits_fn: LogitsFn, tokens: Array, mask: Array, labels: Array | None,
+                  guidance_scale: float = 1.0, null_label: int | None = None) -> Array:
+    """Classifier-free guidance: ``u + w (c - u)`` with ``c`` conditional and ``u`` null-class logits.
+
+    ``w = 1`` (or no labels) is the plain conditional prior, one forward pass.
+    """
+    logits = logits_fn(tokens, mask, labels)
+    if labels is None or guidance_scale == 1.0:
+        return logits
+    if null_label is None:
+        raise ValueError("`null_label` (the encoder's num_classes) is required when guidance_scale != 1.")
+    uncond = logits_fn(tokens, mask, jnp.full_like(labels, null_label))
+    return uncond + guidance_scale * (logits - uncond)
+
+
+def mask_by_random_topk(key: PRNGKey, num_hidden: Array, confidence: Array, temperature) -> Array:
+    """Hides exactly ``num_hidden[b]`` positions: the lowest ``confidence + temperature * Gumbel``.
+
+    Args:
+      key: PRNG key.
+      num_hidden: ``[B] int`` in [0, L].
+      confidence: ``[B, L]`` (``+inf`` = never hidden while fewer than the finite count are asked).
+      temperature: scalar >= 0.
+
+    Returns:
+      ``[B, L] bool`` mask, True = observed.
+    """
+    noisy = confidence + temperature * jax.random.gumbel(key, confidence.shape)
+    ranks = jnp.argsort(jnp.argsort(noisy, axis=-1, stable=True), axis=-1, stable=True)
+    return ranks >= num_hidden[:, None]
+
+
+def scheduled_hidden(step: Array, num_steps: int, num_initial_hidden: Array, schedule: str = "cosine") -> Array:
+    """``floor(N0 * gamma((step + 1) / T))`` per row: ``[B] int32``.
+
+    Equals :func:`mamjax.masks.num_hidden_at` when ``N0`` is the sequence length.
+    """
+    gamma = masks_lib.get_schedule(schedule)
+    ratio = (jnp.asarray(step, jnp.float32) + 1.0) / num_steps
+    n = jnp.floor(num_initial_hidden.astype(jnp.float32) * gamma(ratio)).astype(jnp.int32)
+    return jnp.clip(n, 0, num_initial_hidden)
+
+
+def decode_step(state: DecodeState, logits_fn: LogitsFn, *, labels: Array | None, num_steps: int,
+                num_initial_hidden: Array, start_step: Array, schedule: str, temperature: float,
+                guidance_scale: float, null_label: int | None, confidence_fn: ConfidenceFn | None,
+                lock_observed: bool) -> DecodeState:
+    """One decoding step (see the module docstring); rows with ``step < start_step`` are left as they are."""
+    key, k_sample, k_noise = jax.random.split(state.key, 3)
+    logits = guided_logits(logits_fn, state.tokens, state.mask, labels, guidance_scale, null_label)
+    sampled = jax.random.categorical(k_sample, logits, axis=-1).astype(jnp.int32)
+    sampled = jnp.where(state.mask, state.tokens, sampled)
+    if confidence_fn is None:
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        confidence = jnp.take_along_axis(logp, sampled[..., None], axis=-1)[..., 0]
+    else:
+        confidence = confidence_fn(sampled, labels)
+    num_hidden = scheduled_hidden(state.step, num_steps, num_initial_hidden, schedule)
+    if lock_observed:
+        confidence = jnp.where(state.mask, jnp.inf, confidence)
+        hidden_now = jnp.sum(~state.mask, axis=-1)
+        num_hidden = jnp.minimum(num_hidden, jnp.maximum(hidden_now - 1, 0))
+    ratio = (state.step.astype(jnp.float32) + 1.0) / num_steps
+    new_mask = mask_by_random_topk(k_noise, num_hidden, confidence, temperature * (1.0 - ratio))
+    active = (state.step >= start_step)[:, None]
+    mask = jnp.where(active, new_mask, state.mask)
+    tokens = jnp.where(active, jnp.where(new_mask, sampled, MASK_ID), state.tokens)
+    history = state.history.at[state.step].set(mask)
+    return DecodeState(state.step + 1, tokens, mask, key, history)
+
+
+def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, labels: Array | None = None,
+           num_steps: int = 10, schedule: str = "cosine", temperature: float = 4.0,
+           guidance_scale: float = 1.0, null_label: int | None = None,
+           confidence_fn: ConfidenceFn | None = None, start_step: Array | None = None,
+           num_initial_hidden: Array | None = None, lock_observed: bool = True,
+           return_state: bool = False):
+    """MaskGIT iterative decoding of the hidden tokens.
+
+    Args:
+      logits_fn: ``logits_fn(tokens [B, L] int, mask [B, L] bool, labels [B] | None) -> [B, L, K]``.
+      tokens: ``[B, L] int`` (values at hidden positions are ignored).
+      mask: ``[B, L] bool``, True = observed; all False for unconditional generation.
+      key: PRNG key (one decode; ``jax.vmap`` over keys for independent decodes).
+      labels: ``[B] int32`` class labels, or None.
+      num_steps: T, static.
+      schedule: ``"cosine"`` or ``"linear"``.
+      temperature: tau of the Gumbel noise on the confidence, annealed as ``tau * (1 - r)``.
+      guidance_scale: classifier-free guidance weight (1 = conditional prior).
+      null_label: the null class id (``num_classes`` of the encoder), needed when guidance_scale != 1.
+      confidence_fn: ``fn(sampled [B, L], labels) -> [B, L]``; None = log-prob of the sampled token.
+      start_step: ``[B] int32`` first step per row (default 0); earlier steps leave the row unchanged.
+      num_initial_hidden: ``[B] int32`` N0 of the schedule (default: hidden count of ``mask``).
+      lock_observed: never re-mask observed tokens (naive MaskGIT) if True.
+      return_state: also return the final :class:`DecodeState` (with the per-step mask history).
+
+    Returns:
+      ``tokens [B, L] int32`` with every position decoded (and the state if asked).
+    """
+    chex.assert_rank(tokens, 2, custom_message="`tokens` must be [batch, seq_len]")
+    masks_lib.check_mask(mask, "mask", tokens.shape)
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"`num_steps` must be a positive int; got {num_steps!r}.")
+    masks_lib.get_schedule(schedule)
+    b, l = tokens.shape
+    if labels is not None:
+        chex.assert_shape(labels, (b,), custom_message="`labels` must be [batch]")
+    tokens = jnp.where(mask, tokens.astype(jnp.int32), MASK_ID)
+    start = jnp.zeros((b,), jnp.int32) if start_step is None else jnp.broadcast_to(start_step, (b,)).astype(jnp.int32)
+    n0 = jnp.sum(~mask, axis=-1).astype(jnp.int32) if num_initial_hidden is None else \
+        jnp.broadcast_to(num_initial_hidden, (b,)).astype(jnp.int32)
+    first = jnp.clip(jnp.min(start), 0, num_steps)
+    history = jnp.broadcast_to(mask, (num_steps, b, l))
+    state = DecodeState(first, tokens, mask, key, history)
+
+    def body(s):
+        return decode_step(s, logits_fn, labels=labels, num_steps=num_steps, num_initial_hidden=n0,
+                           start_step=start, schedule=schedule, temperature=temperature,
+                           guidance_scale=guidance_scale, null_label=null_label,
+                           confidence_fn=confidence_fn, lock_observed=lock_observed)
+
+    state = jax.lax.while_loop(lambda s: s.step < num_steps, body, state)
+    return (state.tokens, state) if return_state else state.tokens

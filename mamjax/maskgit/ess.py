@@ -1,0 +1,178 @@
+"""Enhanced sampling scheme (ESS; Lee, Aune, Malacarne, arXiv:2309.07945).
+
+``ess_decode`` = naive MaskGIT decoding -> **critical reverse sampling** (walk the
+schedule backwards from the full sample, re-masking the tokens the
+self-Token-Critic finds least likely, and stop at ``t*`` where the moving
+average of the error ratio exceeds one) -> **critical resampling** (decode
+forward again from step ``t*`` with the critic as the confidence that decides
+which tokens are kept). The reverse walk follows the official TimeVQVAE code
+(``critical_reverse_sampling``): the error at step ``t`` is the mean squared
+codebook distance, over the tokens revealed at ``t``, between the sample and
+the prior's arg-max given the sample masked as at step ``t - 1``; the ratio is
+``err_t / (err_{t+1} + 1e-5)``, averaged over the last ``round(T * ma_rate)``
+ratios. Unlike the official code (one ``t*`` per batch), ``t*`` is per sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mamjax import masks as masks_lib
+from mamjax.maskgit.decode import MASK_ID, decode
+from mamjax.maskgit import self_critic, vq
+
+Array = jax.Array
+PRNGKey = jax.Array
+LogitsFn = Callable[[Array, Array, Array | None], Array]
+
+__all__ = ["ReverseResult", "critical_reverse_sampling", "critical_resampling", "ess_decode",
+           "stopping_step"]
+
+
+class ReverseResult(NamedTuple):
+    """Output of :func:`critical_reverse_sampling`.
+
+    Attributes:
+      t_star: ``[B] int32`` step t* to resume decoding from.
+      tokens: ``[B, N]`` s_{t*} (hidden slots hold ``MASK_ID``).
+      mask: ``[B, N] bool``, True = observed (``num_hidden_at(t*)`` hidden).
+      errors: ``[B, T]`` error per step (index t; entry 0 unused, NaN-free zeros where undefined).
+    """
+
+    t_star: Array
+    tokens: Array
+    mask: Array
+    errors: Array
+
+
+def _hidden_sets(critic_logp: Array, counts: Array) -> Array:
+    """``H[t, b, n]``: position n among the ``counts[t]`` least critic-likely of row b."""
+    ranks = jnp.argsort(jnp.argsort(critic_logp, axis=-1, stable=True), axis=-1, stable=True)  # [B, N]
+    return ranks[None] < counts[:, None, None]
+
+
+def stopping_step(errors: Array, no_diff: Array, num_steps: int, ma_rate: float = 0.3,
+                  threshold: float = 1.0) -> Array:
+    """t* from per-step errors, walking t = T-1, ..., 1 (one sequence).
+
+    Args:
+      errors: ``[T]`` error at step t (index 0 unused).
+      no_diff: ``[T] bool``, step t reveals no token (stop there).
+
+    Returns:
+      int32 scalar t* in [1, T-1].
+    """
+    window = max(1, round(num_steps * ma_rate))
+
+    def body(carry, t):
+        stopped, t_star, prev, buf, count = carry
+        err = errors[t]
+        first = t == num_steps - 1
+        ratio = err / (prev + 1e-5)
+        buf_new = jnp.where(first, buf, buf.at[count % window].set(ratio))
+        count_new = jnp.where(first, count, count + 1)
+        ma = jnp.where(first, 0.0, jnp.sum(buf_new) / jnp.maximum(jnp.minimum(count_new, window), 1))
+        stop_here = no_diff[t] | ((~first) & (ma > threshold)) | (t == 1)
+        new = (stopped | stop_here, jnp.where(stopped, t_star, t), jnp.where(stopped, prev, err),
+               jnp.where(stopped, buf, buf_new), jnp.where(stopped, count, count_new))
+        return new, None
+
+    init = (jnp.bool_(False), jnp.int32(1), jnp.float32(0.0), jnp.zeros((window,), jnp.float32), jnp.int32(0))
+    (_, t_star, _, _, _), _ = jax.lax.scan(body, init, jnp.arange(num_steps - 1, 0, -1))
+    return t_star
+
+
+def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array | None, codebook: Array, *,
+                              num_steps: int = 10, schedule: str = "cosine", ma_rate: float = 0.3,
+                              threshold: float = 1.0, critic_logp: Array | None = None) -> ReverseResult:
+    """Retracts a naive sample ``s_T`` to ``s_{t*}`` by re-masking the critic's least likely tokens.
+
+    All ``T - 1`` candidate retractions are predicted in one batched forward
+    pass (vmap over steps); the stopping rule then runs as a scan over scalars.
+
+    Args:
+      logits_fn: ``(tokens, mask, labels) -> [B, N, K]``.
+      tokens: ``[B, N] int`` full samples.
+      labels: ``[B]`` or None.
+      codebook: ``[K, d]``.
+      num_steps: T of the decoding schedule (>= 2).
+      critic_logp: ``[B, N]`` precomputed critic scores of ``tokens`` (else computed here).
+
+    Returns:
+      :class:`ReverseResult`.
+    """
+    if num_steps < 2:
+        raise ValueError(f"`num_steps` must be >= 2 for critical reverse sampling; got {num_steps}.")
+    b, n = tokens.shape
+    if critic_logp is None:
+        critic_logp = self_critic.critic_log_probs(logits_fn, tokens, labels, codebook)
+    counts = jnp.stack([masks_lib.num_hidden_at(t, num_steps, n, schedule) for t in range(num_steps)])
+    counts_prev = jnp.concatenate([jnp.array([n], jnp.int32), counts[:-1]])  # hidden before step t
+    hidden = _hidden_sets(critic_logp, counts)  # [T, B, N] hidden after step t
+    hidden_prev = _hidden_sets(critic_logp, counts_prev)  # [T, B, N] hidden after step t - 1
+
+    def predict(h_prev):
+        return jnp.argmax(logits_fn(tokens, ~h_prev, labels), axis=-1)  # [B, N]
+
+    pred = jax.vmap(predict)(hidden_prev)  # [T, B, N]; one batched pass
+    revealed = hidden_prev & ~hidden  # [T, B, N]
+    sq = jnp.sum((vq.lookup(tokens, codebook)[None] - vq.lookup(pred, codebook)) ** 2, axis=-1)  # [T, B, N]
+    num_rev = jnp.sum(revealed, axis=-1)  # [T, B]
+    errors = jnp.sum(jnp.where(revealed, sq, 0.0), -1) / jnp.maximum(num_rev, 1) / codebook.shape[1]
+    no_diff = counts == counts_prev  # [T]
+    t_star = jax.vmap(lambda e: stopping_step(e, no_diff, num_steps, ma_rate, threshold))(errors.T)
+    mask = ~jnp.take_along_axis(jnp.moveaxis(hidden, 0, 1), t_star[:, None, None], axis=1)[:, 0]
+    return ReverseResult(t_star, jnp.where(mask, tokens, MASK_ID), mask, errors.T)
+
+
+def critical_resampling(logits_fn: LogitsFn, reverse: ReverseResult, labels: Array | None, codebook: Array,
+                        key: PRNGKey, *, num_steps: int = 10, schedule: str = "cosine", temperature: float = 4.0,
+                        guidance_scale: float = 1.0, null_label: int | None = None) -> Array:
+    """Decodes ``s_{t*}`` forward from step ``t*`` with the critic as the confidence.
+
+    At each step all hidden tokens are sampled from the (guided) prior, the critic
+    scores the whole candidate sequence, and the ``num_hidden_at(t)`` lowest
+    (Gumbel-noised) scores are hidden again - previously kept tokens included.
+
+    Returns:
+      ``[B, N] int32`` tokens.
+    """
+    n = reverse.tokens.shape[1]
+    return decode(
+        logits_fn, reverse.tokens, reverse.mask, key, labels=labels, num_steps=num_steps, schedule=schedule,
+        temperature=temperature, guidance_scale=guidance_scale, null_label=null_label,
+        confidence_fn=self_critic.critic_confidence_fn(logits_fn, codebook), start_step=reverse.t_star,
+        num_initial_hidden=jnp.int32(n), lock_observed=False)
+
+
+def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size: int, seq_len: int,
+               labels: Array | None = None, num_steps: int = 10, schedule: str = "cosine",
+               temperature: float = 4.0, guidance_scale: float = 1.0, null_label: int | None = None,
+               ma_rate: float = 0.3, return_info: bool = False):
+    """Unconditional (or class-conditional) generation with ESS.
+
+    Args:
+      logits_fn: the prior, ``(tokens, mask, labels) -> [B, N, K]``.
+      key: PRNG key.
+      codebook: ``[K, d]`` embeddings of the tokens.
+      batch_size, seq_len: B, N (static).
+      labels: ``[B]`` or None.
+
+    Returns:
+      ``[B, N] int32`` (and ``(naive_tokens, ReverseResult)`` if ``return_info``).
+    """
+    k_naive, k_resample = jax.random.split(key)
+    blank = jnp.full((batch_size, seq_len), MASK_ID, jnp.int32)
+    hidden = jnp.zeros((batch_size, seq_len), bool)
+    naive = decode(logits_fn, blank, hidden, k_naive, labels=labels, num_steps=num_steps,
+                              schedule=schedule, temperature=temperature, guidance_scale=guidance_scale,
+                              null_label=null_label)
+    reverse = critical_reverse_sampling(logits_fn, naive, labels, codebook, num_steps=num_steps,
+                                        schedule=schedule, ma_rate=ma_rate)
+    out = critical_resampling(logits_fn, reverse, labels, codebook, k_resample, num_steps=num_steps,
+                              schedule=schedule, temperature=temperature, guidance_scale=guidance_scale,
+                              null_label=null_label)
+    return (out, (naive, reverse)) if return_info else out

@@ -1,0 +1,50 @@
+"""Two-stage generation: low band (naive MaskGIT or ESS), then high band given it, then the tokenizer decoder."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from mamjax.maskgit.decode import MASK_ID, decode
+from mamjax.maskgit.ess import ess_decode
+from mamjax.maskgit import prior as prior_lib
+
+Array = jax.Array
+
+__all__ = ["sample_tokens", "sample_series"]
+
+
+def sample_tokens(apply_l: Callable, apply_h: Callable, params: dict, key: jax.Array, *, codebook_l: Array,
+                  num_codes: int, len_l: int, len_h: int, labels: Array | None, batch_size: int,
+                  method: str = "naive", num_steps: int = 10, schedule: str = "cosine",
+                  temperature_l: float = 4.0, temperature_h: float = 4.0, guidance_scale: float = 1.0,
+                  null_label: int | None = None, ma_rate: float = 0.3) -> tuple[Array, Array]:
+    """Samples ``(codes_l [B, N_l], codes_h [B, N_h])``; ``method`` is ``"naive"`` or ``"ess"`` (low band).
+
+    Jit with ``static_argnames`` for everything but ``params``, ``key``, ``codebook_l`` and ``labels``.
+    """
+    k_l, k_h = jax.random.split(key)
+    f_l = prior_lib.lf_logits_fn(apply_l, params["lf"])
+    common = dict(labels=labels, num_steps=num_steps, schedule=schedule, guidance_scale=guidance_scale,
+                  null_label=null_label)
+    if method == "naive":
+        codes_l = decode(f_l, jnp.full((batch_size, len_l), MASK_ID, jnp.int32),
+                                    jnp.zeros((batch_size, len_l), bool), k_l, temperature=temperature_l, **common)
+    elif method == "ess":
+        codes_l = ess_decode(f_l, k_l, codebook_l, batch_size=batch_size, seq_len=len_l,
+                                     temperature=temperature_l, ma_rate=ma_rate, **common)
+    else:
+        raise ValueError(f"`method` must be one of ['ess', 'naive']; got {method!r}.")
+    f_h = prior_lib.hf_logits_fn(apply_h, params["hf"], codes_l, num_codes)
+    codes_h = decode(f_h, jnp.full((batch_size, len_h), MASK_ID, jnp.int32),
+                                jnp.zeros((batch_size, len_h), bool), k_h, temperature=temperature_h, **common)
+    return codes_l, codes_h
+
+
+def sample_series(detokenize: Callable, tok_params: Any, apply_l: Callable, apply_h: Callable, params: dict,
+                  key: jax.Array, **kwargs) -> Array:
+    """:func:`sample_tokens` followed by ``detokenize(tok_params, codes_l, codes_h) -> [B, T]``."""
+    codes_l, codes_h = sample_tokens(apply_l, apply_h, params, key, **kwargs)
+    return detokenize(tok_params, codes_l, codes_h)

@@ -1,0 +1,226 @@
+"""TimeVQVAE-style tokenizer: STFT, low / high frequency bands, one VQ-VAE per band.
+
+``x [B, T] -> STFT u [B, F, bins]`` (``n_fft`` = 8, hop 2 by default), split into
+the low-frequency band (bin 0) and the high-frequency band (bins 1..), each band
+as real / imaginary channels ``[B, F, 2 * bins_in_band]``. Per band a strided
+1-D conv encoder maps the ``F`` frames to ``F / 2^down`` latent vectors, a
+vector quantizer turns them into tokens, and a decoder maps them back to the
+band's STFT coefficients; the inverse STFT of the two bands gives the signal.
+Because the STFT is linear, ``x = istft(u_low) + istft(u_high)`` (Lee et al., 2023).
+
+Pure form: ``params, fns = tokenizer_functions(module)`` with
+``fns["loss"](params, x) -> (loss, metrics)``, ``fns["tokenize"](params, x) ->
+(codes_l, codes_h)``, ``fns["detokenize"](params, codes_l, codes_h) -> x``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.scipy import signal
+
+from mamjax.maskgit import vq
+
+Array = jax.Array
+
+__all__ = ["stft", "istft", "split_bands", "merge_bands", "band_to_channels", "channels_to_band",
+           "BandCoder", "Tokenizer", "tokenizer_functions"]
+
+
+def stft(x: Array, n_fft: int = 8, hop: int = 2) -> Array:
+    """Short-time Fourier transform (Hann window, zero boundary padding).
+
+    Args:
+      x: ``[B, T]`` real series.
+
+    Returns:
+      ``[B, F, n_fft // 2 + 1]`` complex, ``F = T // hop + 1`` for even ``T``.
+    """
+    if x.ndim != 2:
+        raise ValueError(f"`x` must be [batch, length]; got shape {x.shape}.")
+    _, _, z = signal.stft(x, nperseg=n_fft, noverlap=n_fft - hop, nfft=n_fft)
+    return jnp.swapaxes(z, -1, -2)
+
+
+def istft(u: Array, length: int, n_fft: int = 8, hop: int = 2) -> Array:
+    """Inverse of :func:`stft`: ``[B, F, bins] complex -> [B, length]`` real."""
+    _, x = signal.istft(jnp.swapaxes(u, -1, -2), nperseg=n_fft, noverlap=n_fft - hop, nfft=n_fft)
+    if x.shape[-1] < length:
+        x = jnp.pad(x, ((0, 0), (0, length - x.shape[-1])))
+    return x[:, :length]
+
+
+def split_bands(u: Array) -> tuple[Array, Array]:
+    """``[B, F, bins] -> (low [B, F, 1], high [B, F, bins - 1])``: bin 0 vs the rest."""
+    return u[..., :1], u[..., 1:]
+
+
+def merge_bands(low: Array, high: Array) -> Array:
+    """Inverse of :func:`split_bands`."""
+    return jnp.concatenate([low, high], axis=-1)
+
+
+def band_to_channels(u: Array) -> Array:
+    """Complex ``[B, F, n]`` -> real ``[B, F, 2n]`` (real parts, then imaginary parts)."""
+    return jnp.concatenate([u.real, u.imag], axis=-1).astype(jnp.float32)
+
+
+def channels_to_band(c: Array) -> Array:
+    """Inverse of :func:`band_to_channels`."""
+    n = c.shape[-1] // 2
+    return jax.lax.complex(c[..., :n], c[..., n:])
+
+
+class _ResBlock(nnx.Module):
+    def __init__(self, dim: int, rngs: nnx.Rngs):
+        self.c1 = nnx.Conv(dim, dim, 3, rngs=rngs)
+        self.c2 = nnx.Conv(dim, dim, 1, rngs=rngs)
+
+    def __call__(self, h):
+        return h + self.c2(jax.nn.relu(self.c1(jax.nn.relu(h))))
+
+
+class BandCoder(nnx.Module):
+    """Encoder, codebook and decoder for one band.
+
+    Args:
+      in_channels: real channels of the band (2 x bins in the band).
+      hidden: conv width.
+      code_dim: d, dimension of the codebook vectors.
+      num_codes: K, codebook size.
+      num_down: number of stride-2 downsamplings of the frame axis.
+    """
+
+    def __init__(self, in_channels: int, *, hidden: int = 64, code_dim: int = 16, num_codes: int = 32,
+                 num_down: int = 2, rngs: nnx.Rngs):
+        self.num_down = num_down
+        self.enc_in = nnx.Conv(in_channels, hidden, 3, rngs=rngs)
+        self.downs = nnx.List([nnx.Conv(hidden, hidden, 4, strides=2, rngs=rngs) for _ in range(num_down)])
+        self.enc_res = _ResBlock(hidden, rngs)
+        self.enc_out = nnx.Conv(hidden, code_dim, 1, rngs=rngs)
+        self.codebook = nnx.Param(jax.random.uniform(rngs.params(), (num_codes, code_dim), minval=-1.0,
+                                                     maxval=1.0) / num_codes)
+        self.dec_in = nnx.Conv(code_dim, hidden, 3, rngs=rngs)
+        self.dec_res = _ResBlock(hidden, rngs)
+        self.ups = nnx.List([nnx.Conv(hidden, hidden, 3, rngs=rngs) for _ in range(num_down)])
+        self.dec_out = nnx.Conv(hidden, in_channels, 3, rngs=rngs)
+
+    def num_tokens(self, num_frames: int) -> int:
+        n = num_frames
+        for _ in range(self.num_down):
+            n = -(-n // 2)
+        return n
+
+    def encode(self, c: Array) -> Array:
+        """``[B, F, C] -> [B, n, d]`` latent vectors (before quantization)."""
+        h = jax.nn.relu(self.enc_in(c))
+        for down in self.downs:
+            h = jax.nn.relu(down(h))
+        return self.enc_out(self.enc_res(h))
+
+    def decode(self, z_q: Array, num_frames: int) -> Array:
+        """``[B, n, d] -> [B, num_frames, C]``."""
+        h = self.dec_res(jax.nn.relu(self.dec_in(z_q)))
+        for up in self.ups:
+            h = jax.nn.relu(up(jnp.repeat(h, 2, axis=1)))
+        return self.dec_out(h)[:, :num_frames]
+
+
+class Tokenizer(nnx.Module):
+    """STFT VQ-VAE with a low-frequency and a high-frequency band.
+
+    Args:
+      length: T, series length (static).
+      n_fft, hop: STFT window and hop.
+      hidden, code_dim, num_codes: per-band conv width, code dimension and codebook size.
+      down_l, down_h: stride-2 downsamplings of the frame axis for the low / high band
+        (tokens per band ``ceil(F / 2^down)``).
+      beta: commitment weight.
+    """
+
+    def __init__(self, length: int, *, n_fft: int = 8, hop: int = 2, hidden: int = 64, code_dim: int = 16,
+                 num_codes: int = 32, down_l: int = 3, down_h: int = 2, beta: float = 0.25, rngs: nnx.Rngs):
+        if n_fft % 2 or hop < 1 or hop > n_fft:
+            raise ValueError(f"`n_fft` must be even and 1 <= `hop` <= n_fft; got n_fft={n_fft}, hop={hop}.")
+        self.length, self.n_fft, self.hop, self.beta = length, n_fft, hop, beta
+        self.num_frames = int(stft(jnp.zeros((1, length)), n_fft, hop).shape[1])
+        bins = n_fft // 2 + 1
+        self.low = BandCoder(2, hidden=hidden, code_dim=code_dim, num_codes=num_codes, num_down=down_l, rngs=rngs)
+        self.high = BandCoder(2 * (bins - 1), hidden=hidden, code_dim=code_dim, num_codes=num_codes,
+                              num_down=down_h, rngs=rngs)
+        self.num_codes = num_codes
+        self.len_l = self.low.num_tokens(self.num_frames)
+        self.len_h = self.high.num_tokens(self.num_frames)
+
+    def _check(self, x):
+        if x.ndim != 2 or x.shape[1] != self.length:
+            raise ValueError(f"`x` must be [batch, {self.length}]; got shape {x.shape}.")
+
+    def bands(self, x: Array) -> tuple[Array, Array]:
+        """``x [B, T] -> (low, high)`` band channels ``[B, F, 2]``, ``[B, F, 2 (bins - 1)]``."""
+        self._check(x)
+        lo, hi = split_bands(stft(x, self.n_fft, self.hop))
+        return band_to_channels(lo), band_to_channels(hi)
+
+    def band_series(self, c_low: Array, c_high: Array) -> tuple[Array, Array]:
+        """Band channels -> the two time-domain components ``(x_l, x_h)``, each ``[B, T]``."""
+        z_l = jnp.zeros_like(channels_to_band(c_high))
+        z_h = jnp.zeros_like(channels_to_band(c_low))
+        x_l = istft(merge_bands(channels_to_band(c_low), z_l), self.length, self.n_fft, self.hop)
+        x_h = istft(merge_bands(z_h, channels_to_band(c_high)), self.length, self.n_fft, self.hop)
+        return x_l, x_h
+
+    def __call__(self, x: Array) -> tuple[Array, dict]:
+        """Training loss: time-domain MSE per band + VQ losses. Returns ``(loss, metrics)``."""
+        c_l, c_h = self.bands(x)
+        q_l = vq.quantize(self.low.encode(c_l), self.low.codebook[...])
+        q_h = vq.quantize(self.high.encode(c_h), self.high.codebook[...])
+        c_l_hat = self.low.decode(q_l.z_q, self.num_frames)
+        c_h_hat = self.high.decode(q_h.z_q, self.num_frames)
+        x_l, x_h = self.band_series(c_l, c_h)
+        x_l_hat, x_h_hat = self.band_series(c_l_hat, c_h_hat)
+        rec_l = jnp.mean((x_l - x_l_hat) ** 2) + jnp.mean((c_l - c_l_hat) ** 2)
+        rec_h = jnp.mean((x_h - x_h_hat) ** 2) + jnp.mean((c_h - c_h_hat) ** 2)
+        vq_loss = (q_l.codebook_loss + self.beta * q_l.commitment_loss
+                   + q_h.codebook_loss + self.beta * q_h.commitment_loss)
+        loss = rec_l + rec_h + vq_loss
+        mse = jnp.mean((x - (x_l_hat + x_h_hat)) ** 2)
+        return loss, {"rec_l": rec_l, "rec_h": rec_h, "vq": vq_loss, "mse": mse,
+                      "perplexity_l": q_l.perplexity, "perplexity_h": q_h.perplexity}
+
+    def tokenize(self, x: Array) -> tuple[Array, Array]:
+        """``x [B, T] -> (codes_l [B, len_l], codes_h [B, len_h])`` int32."""
+        c_l, c_h = self.bands(x)
+        return (vq.nearest_codes(self.low.encode(c_l), self.low.codebook[...]),
+                vq.nearest_codes(self.high.encode(c_h), self.high.codebook[...]))
+
+    def detokenize(self, codes_l: Array, codes_h: Array) -> Array:
+        """``(codes_l, codes_h) -> x_hat [B, T]``."""
+        c_l = self.low.decode(vq.lookup(codes_l, self.low.codebook[...]), self.num_frames)
+        c_h = self.high.decode(vq.lookup(codes_h, self.high.codebook[...]), self.num_frames)
+        x_l, x_h = self.band_series(c_l, c_h)
+        return x_l + x_h
+
+    def codebooks(self) -> tuple[Array, Array]:
+        """``(codebook_l [K, d], codebook_h [K, d])``."""
+        return self.low.codebook[...], self.high.codebook[...]
+
+
+def tokenizer_functions(module: Tokenizer) -> tuple[Any, dict[str, Callable]]:
+    """Pure functions of a :class:`Tokenizer`: ``params, fns``.
+
+    ``fns`` maps ``"loss"``, ``"tokenize"``, ``"detokenize"``, ``"codebooks"`` to
+    ``fn(params, *args)``; each merges a fresh module with ``params``.
+    """
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+    def method(name):
+        def fn(p, *args):
+            m = nnx.merge(graphdef, p, rest)
+            return m(*args) if name == "loss" else getattr(m, name)(*args)
+        return fn
+
+    return params, {n: method(n) for n in ("loss", "tokenize", "detokenize", "codebooks")}

@@ -1,0 +1,78 @@
+"""Vector quantization with the straight-through estimator (van den Oord et al., 2017).
+
+``z_q = z + stop_gradient(e_k - z)`` with ``k = argmin_j ||z - e_j||^2``: the forward
+pass sees the codebook vector, the backward pass copies the gradient to the
+encoder output unchanged (identity Jacobian). The codebook learns from
+``||sg(z) - e_k||^2`` and the encoder is kept close by the commitment term
+``beta ||z - sg(e_k)||^2``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+__all__ = ["Quantized", "nearest_codes", "lookup", "quantize"]
+
+
+class Quantized(NamedTuple):
+    """Output of :func:`quantize`.
+
+    Attributes:
+      z_q: ``[..., d]`` straight-through quantized vectors (forward = codebook rows).
+      codes: ``[...] int32`` code indices.
+      codebook_loss: scalar ``mean ||sg(z) - e||^2``.
+      commitment_loss: scalar ``mean ||z - sg(e)||^2`` (not yet multiplied by beta).
+      perplexity: scalar ``exp(entropy)`` of the code usage in this batch.
+    """
+
+    z_q: Array
+    codes: Array
+    codebook_loss: Array
+    commitment_loss: Array
+    perplexity: Array
+
+
+def nearest_codes(z: Array, codebook: Array) -> Array:
+    """Index of the nearest codebook row for every vector.
+
+    Args:
+      z: ``[..., d]`` vectors.
+      codebook: ``[K, d]``.
+
+    Returns:
+      ``[...] int32``.
+    """
+    if codebook.ndim != 2 or z.shape[-1] != codebook.shape[1]:
+        raise ValueError(f"`codebook` must be [K, {z.shape[-1]}]; got shape {codebook.shape}.")
+    d2 = (jnp.sum(z**2, -1, keepdims=True) - 2.0 * z @ codebook.T + jnp.sum(codebook**2, -1))
+    return jnp.argmin(d2, axis=-1).astype(jnp.int32)
+
+
+def lookup(codes: Array, codebook: Array) -> Array:
+    """Codebook rows ``e_codes``: ``[...] int -> [..., d]``."""
+    return jnp.take(codebook, codes, axis=0)
+
+
+def quantize(z: Array, codebook: Array) -> Quantized:
+    """Quantizes ``z`` to its nearest codebook rows with a straight-through gradient.
+
+    Args:
+      z: ``[..., d]`` encoder outputs.
+      codebook: ``[K, d]``.
+
+    Returns:
+      :class:`Quantized`.
+    """
+    codes = nearest_codes(jax.lax.stop_gradient(z), codebook)
+    e = lookup(codes, codebook)
+    codebook_loss = jnp.mean((jax.lax.stop_gradient(z) - e) ** 2)
+    commitment_loss = jnp.mean((z - jax.lax.stop_gradient(e)) ** 2)
+    z_q = z + jax.lax.stop_gradient(e - z)
+    usage = jnp.mean(jax.nn.one_hot(codes, codebook.shape[0]).reshape(-1, codebook.shape[0]), axis=0)
+    perplexity = jnp.exp(-jnp.sum(usage * jnp.log(jnp.maximum(usage, 1e-10))))
+    return Quantized(z_q, codes, codebook_loss, commitment_loss, perplexity)
