@@ -19,9 +19,28 @@ from mamjax.lml.estimator import (
     rates_to_num_hidden,
 )
 from mamjax.lml.gaussian import mvn_conditional, mvn_conditional_logpdf, mvn_logpdf, normal_logpdf
+from mamjax.lml.ppca import ppca_cond_logpdf, ppca_conditional, ppca_cov, ppca_lml, ppca_sample
+from mamjax.lml.gp import gp_cond_logpdf, gp_cov, gp_lml, kernel_matrix
+from mamjax.lml.linear_vae import (
+    LatentGrid,
+    latent_grid,
+    linear_vae_cond_logpdf,
+    linear_vae_elbo,
+    linear_vae_lml,
+)
+from mamjax.lml.bridge import (
+    bernoulli_cond_logpdf,
+    categorical_cond_logpdf,
+    marginal_cond_logpdf,
+    mpt_log_likelihood,
+)
 
 __all__ = [
     "MPTEstimate", "MPTMasks", "check_mpt_masks", "cumulative_mpt", "cumulative_mpt_loop",
     "masked_pretraining_score", "mpt_masks", "rates_to_num_hidden",
     "mvn_conditional", "mvn_conditional_logpdf", "mvn_logpdf", "normal_logpdf",
+    "ppca_cond_logpdf", "ppca_conditional", "ppca_cov", "ppca_lml", "ppca_sample",
+    "gp_cond_logpdf", "gp_cov", "gp_lml", "kernel_matrix",
+    "LatentGrid", "latent_grid", "linear_vae_cond_logpdf", "linear_vae_elbo", "linear_vae_lml",
+    "bernoulli_cond_logpdf", "categorical_cond_logpdf", "marginal_cond_logpdf", "mpt_log_likelihood",
 ]

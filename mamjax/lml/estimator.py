@@ -52,6 +52,10 @@ __all__ = [
 MAX_EXACT_MASKS = 1 << 16
 
 
+def _is_traced(*xs) -> bool:
+    return any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(xs))
+
+
 class MPTEstimate(NamedTuple):
     """Result of :func:`cumulative_mpt` (leading ``[B]`` axis when ``x`` is ``[B, D]``).
 
@@ -156,13 +160,21 @@ def masked_pretraining_score(cond_logpdf: CondLogpdf, x: Array, masks: Array, we
     if x.ndim not in (1, 2):
         raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
     check_mpt_masks(masks, x.shape[-1])
-    s = _scores(cond_logpdf, x, masks)
     if weights is None:
-        return jnp.mean(s, axis=-1)
-    weights = jnp.asarray(weights, s.dtype)
+        weights = jnp.full((masks.shape[0],), 1.0 / masks.shape[0])
+    weights = jnp.asarray(weights)
     if weights.shape != (masks.shape[0],):
         raise ValueError(f"`weights` must have shape [{masks.shape[0]}]; got {tuple(weights.shape)}.")
-    return s @ weights
+    fn = _weighted_score if _is_traced(x, masks, weights) else _weighted_score_jit
+    return fn(cond_logpdf, x, masks, weights)
+
+
+def _weighted_score(cond_logpdf: CondLogpdf, x: Array, masks: Array, weights: Array) -> Array:
+    s = _scores(cond_logpdf, x, masks)
+    return s @ weights.astype(s.dtype)
+
+
+_weighted_score_jit = jax.jit(_weighted_score, static_argnums=(0,))
 
 
 def rates_to_num_hidden(rates, num_dims: int) -> np.ndarray:
@@ -243,11 +255,14 @@ def mpt_masks(num_dims: int, num_masks_per_rate: int, num_hidden, exact: bool | 
     return MPTMasks(num_hidden, is_exact, masks, weights)
 
 
-def _sample_masks(key: PRNGKey, num_dims: int, num_hidden: Array, k: int) -> Array:
+def _sample_masks_impl(key: PRNGKey, num_dims: int, num_hidden: Array, k: int) -> Array:
     """``[R, K, D]`` uniformly random masks with exactly ``num_hidden[r]`` hidden."""
     keys = jax.random.split(key, (num_hidden.shape[0], k))
     by_count = jax.vmap(masks_lib.mask_by_count, in_axes=(0, None, None))  # over K
     return jax.vmap(by_count, in_axes=(0, None, 0))(keys, num_dims, num_hidden)  # over R
+
+
+_sample_masks = jax.jit(_sample_masks_impl, static_argnums=(1, 3))
 
 
 def _estimate(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, plan_masks: Array, weights: Array,
@@ -259,11 +274,10 @@ def _estimate(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, plan_masks: Array
     flat = masks.reshape(r * k, num_dims)
     s = _scores(cond_logpdf, x, flat)  # [..., R*K]
     s = s.reshape(s.shape[:-1] + (r, k))
-    w = weights.astype(s.dtype)
-    per_size = jnp.sum(s * w, axis=-1)  # [..., R]
+    per_size = jnp.einsum("...rk,rk->...r", s, weights.astype(s.dtype))  # [..., R]
     # Monte Carlo standard error of the mean of K iid masks; 0 for enumerated sizes.
     var = jnp.var(s, axis=-1, ddof=1) if k > 1 else jnp.full(per_size.shape, jnp.inf, s.dtype)
-    se = jnp.where(is_exact, 0.0, jnp.sqrt(var / k))
+    se = jnp.where(jnp.broadcast_to(is_exact, var.shape), 0.0, jnp.sqrt(var / k))
     scale = num_dims / r
     value = scale * jnp.sum(per_size, axis=-1)
     stderr = scale * jnp.sqrt(jnp.sum(se**2, axis=-1))
@@ -271,10 +285,6 @@ def _estimate(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, plan_masks: Array
 
 
 _estimate_jit = jax.jit(_estimate, static_argnums=(0,))
-
-
-def _is_traced(*xs) -> bool:
-    return any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(xs))
 
 
 def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_per_rate: int,
@@ -319,6 +329,16 @@ def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_pe
     return fn(cond_logpdf, *args)
 
 
+def _one_rate(cond_logpdf: CondLogpdf, x: Array, masks: Array, weights: Array) -> tuple[Array, Array]:
+    s = _scores(cond_logpdf, x, masks)
+    k = masks.shape[0]
+    se = jnp.std(s, axis=-1, ddof=1) / math.sqrt(k) if k > 1 else jnp.full(s.shape[:-1], jnp.inf, s.dtype)
+    return s @ weights.astype(s.dtype), se
+
+
+_one_rate_jit = jax.jit(_one_rate, static_argnums=(0,))
+
+
 def cumulative_mpt_loop(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_per_rate: int,
                         rates: Sequence[float] | None = None, *, num_hidden: Sequence[int] | None = None,
                         exact: bool | str = "auto") -> MPTEstimate:
@@ -333,16 +353,12 @@ def cumulative_mpt_loop(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_mas
     plan = mpt_masks(num_dims, num_masks_per_rate, sizes, exact)
     k = plan.masks.shape[1]
     sampled = _sample_masks(key, num_dims, jnp.asarray(plan.num_hidden), k)
-    score = jax.jit(masked_pretraining_score, static_argnums=(0,))
     per_size, ses = [], []
     for r in range(sizes.shape[0]):
         masks = jnp.asarray(plan.masks[r]) if plan.exact[r] else sampled[r]
-        per_size.append(score(cond_logpdf, x, masks, jnp.asarray(plan.weights[r])))
-        if plan.exact[r]:
-            ses.append(jnp.zeros_like(per_size[-1]))
-        else:
-            s = _scores(cond_logpdf, x, masks)
-            ses.append(jnp.std(s, axis=-1, ddof=1) / math.sqrt(k))
+        score, se = _one_rate_jit(cond_logpdf, x, masks, jnp.asarray(plan.weights[r]))
+        per_size.append(score)
+        ses.append(jnp.zeros_like(se) if plan.exact[r] else se)
     per_size = jnp.stack(per_size, axis=-1)
     se = jnp.stack(ses, axis=-1)
     scale = num_dims / sizes.shape[0]

@@ -47,7 +47,7 @@ def mvn_logpdf(x: Array, mean: Array, cov: Array) -> Array:
     """
     chol = jnp.linalg.cholesky(cov)
     d = cov.shape[-1]
-    resid = jnp.reshape(x - mean, (-1, d))
+    resid = jnp.reshape(x, (-1, d)) - mean[None, :]
     z = solve_triangular(chol, resid.T, lower=True)  # [D, N]
     out = -0.5 * (d * _LOG_2PI + jnp.sum(z**2, axis=0)) - jnp.sum(jnp.log(jnp.diagonal(chol)))
     return out.reshape(x.shape[:-1])

@@ -88,4 +88,4 @@ def ppca_sample(key: jax.Array, w: Array, noise_var, num: int, mean: Array | Non
     d, k = w.shape
     z = jax.random.normal(kz, (num, k), w.dtype)
     eps = jax.random.normal(ke, (num, d), w.dtype)
-    return z @ w.T + _mean(w, mean) + jnp.sqrt(noise_var) * eps
+    return z @ w.T + _mean(w, mean)[None, :] + jnp.sqrt(noise_var) * eps
