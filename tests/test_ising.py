@@ -138,8 +138,11 @@ def test_gibbs_frequencies_match_exact_3x3(method):
     assert x.shape == (n, 9) and set(np.unique(x)) == {-1.0, 1.0}
     freq = np.bincount(ising.spins_to_index(x), minlength=512) / n
     tv = 0.5 * np.abs(freq - np.exp(lp)).sum()
-    # Sampling noise alone gives E[TV] ~ 0.02 at n = 1e5; a sampler ignoring J gives ~0.1.
+    # Sampling noise alone gives E[TV] ~ 0.02 at n = 1e5; a sampler ignoring J gives 0.42.
     assert tv < 0.05, tv
+    if method == "checkerboard":  # same key, same samples; another key, other samples (no recompile)
+        np.testing.assert_array_equal(x, ising.gibbs_sample(jax.random.key(1), J, b, n, 20, method=method))
+        assert not np.array_equal(x, ising.gibbs_sample(jax.random.key(2), J, b, n, 20, method=method))
 
 
 def test_gibbs_moments_strong_coupling():
@@ -157,12 +160,3 @@ def test_gibbs_moments_strong_coupling():
     assert abs(mag.mean() - exact_mag) < 4 * mag.std() / np.sqrt(n) + 1e-3
     assert abs(nn.mean() - exact_nn) < 4 * nn.std() / np.sqrt(n) + 1e-3
     assert exact_nn > 0.3  # the test is not trivially near independence
-
-
-def test_gibbs_is_deterministic_in_key():
-    J, b = ising.ising_params(3)
-    a = ising.gibbs_sample(jax.random.key(5), J, b, 8, 3)
-    c = ising.gibbs_sample(jax.random.key(5), J, b, 8, 3)
-    d = ising.gibbs_sample(jax.random.key(6), J, b, 8, 3)
-    np.testing.assert_array_equal(a, c)
-    assert not np.array_equal(a, d)

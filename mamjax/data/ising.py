@@ -283,13 +283,16 @@ def greedy_coloring(J) -> np.ndarray:
 def _gibbs(key, W, b, colors, init, num_samples, num_sweeps, num_colors):
     # log p(x_i = s | rest) = s * h_i + const with h_i = sum_j W_ij x_j + b_i, W = J + J^T off-diagonal,
     # so P(x_i = +1 | rest) = sigmoid(2 h_i). Sites of one color are updated together.
+    # Each site is resampled exactly once per sweep, so one uniform per site per sweep suffices.
     def sweep(x, key):
-        def update_color(x, inputs):
-            color, k = inputs
+        u = jax.random.uniform(key, x.shape)
+
+        def update_color(x, color):
             h = W @ x + b
-            new = jnp.where(jax.random.uniform(k, x.shape) < jax.nn.sigmoid(2.0 * h), 1.0, -1.0)
+            new = jnp.where(u < jax.nn.sigmoid(2.0 * h), 1.0, -1.0)
             return jnp.where(colors == color, new, x), None
-        x, _ = jax.lax.scan(update_color, x, (jnp.arange(num_colors), jax.random.split(key, num_colors)))
+
+        x, _ = jax.lax.scan(update_color, x, jnp.arange(num_colors))
         return x, None
 
     def chain(key, x0):
