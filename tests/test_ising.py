@@ -85,6 +85,15 @@ def test_transfer_matrix_strong_coupling_does_not_overflow():
     np.testing.assert_allclose(log_z, np.log(2) + 2 * 30 * 32, rtol=1e-9)
 
 
+def test_auto_method_picks_a_valid_algorithm():
+    J, b = ising.ising_params(5)  # D = 25: transfer matrix
+    np.testing.assert_allclose(ising.exact_log_partition(J, b), ising.log_partition_transfer(J, b), rtol=1e-14)
+    rng = np.random.default_rng(0)
+    J2 = 0.05 * rng.normal(size=(17, 17))  # dense, not a lattice: enumeration
+    b2 = rng.normal(size=17)
+    np.testing.assert_allclose(ising.exact_log_partition(J2, b2), ising.log_partition_enumeration(J2, b2))
+
+
 def test_transfer_rejects_long_range_couplings():
     J, b = ising.ising_params(4)
     J[0, 2 * 4] = 0.5  # row 0 to row 2

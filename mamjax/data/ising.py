@@ -244,7 +244,8 @@ def exact_log_partition(J, b, method: str = "auto") -> float:
       J: [D, D] couplings. b: [D] fields.
       method: "enumeration" (D <= 20), "transfer" (square periodic lattice with
         nearest-row couplings, L <= 12), or "auto": enumeration if D <= 16, else
-        the transfer matrix.
+        the transfer matrix when ``J`` has the lattice structure, else enumeration
+        if D <= 20.
 
     Returns:
       log Z as a Python float.
@@ -255,7 +256,14 @@ def exact_log_partition(J, b, method: str = "auto") -> float:
         return log_partition_transfer(J, b)
     if method == "auto":
         D = np.shape(J)[0]
-        return log_partition_enumeration(J, b) if D <= 16 else log_partition_transfer(J, b)
+        if D <= 16:
+            return log_partition_enumeration(J, b)
+        try:
+            return log_partition_transfer(J, b)
+        except ValueError:
+            if D <= MAX_ENUM_DIM:  # not a nearest-row lattice model, but still small enough
+                return log_partition_enumeration(J, b)
+            raise
     raise ValueError(f"`method` must be one of ('auto', 'enumeration', 'transfer'); got {method!r}.")
 
 
