@@ -85,7 +85,7 @@ def iwae_bound(apply: Apply, params, state, x: Array, key: jax.Array, num_sample
 
 def sample(apply: Apply, params, state, key: jax.Array, num: int) -> Array:
     """Pixel probabilities ``sigmoid(logits)`` of ``num`` ancestral samples, ``[num, D]``."""
-    out, _ = apply(params, state, "generate", key, num, train=False)
+    out, _ = apply(params, state, "generate", key, num=num, train=False)
     return jax.nn.sigmoid(out["logits"])
 
 
