@@ -82,8 +82,9 @@ def load(name: str, split: str, *, data_dir: Any = None, **options: Any) -> dict
         ``znorm`` (UCR; default True: each series scaled to mean 0, std 1).
 
     Returns:
-      dict of arrays sharing their first axis (plus "classes" for UCR). Arrays may
-      be cached and read-only; copy before modifying in place.
+      dict of arrays sharing their first axis, plus the per-dataset "classes" [C]
+      for UCR (leave it out when building a ``BatchStream``). Arrays may be cached
+      and read-only; copy before modifying in place.
 
     Raises:
       ValueError: unknown ``name`` or ``split`` (the message lists the allowed values).

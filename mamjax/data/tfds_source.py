@@ -21,9 +21,10 @@ __all__ = ["how_to_prepare", "load_tfds"]
 def how_to_prepare(name: str, data_dir: Any) -> str:
     """The instructions printed when a TFDS dataset is missing from ``data_dir``."""
     return (
-        f"Prepare it once in the array_record format (needs network; TensorFlow is only needed "
-        f"by some builders), e.g. `tfds build {name} --data_dir={data_dir} --file_format=array_record` "
-        f"or in Python `tfds.builder({name!r}, data_dir={str(data_dir)!r}, file_format='array_record')"
+        f"Prepare it once in the array_record format on a machine with network access and "
+        f"TensorFlow (the MNIST builders encode PNGs with it; reading back needs neither): "
+        f"`tfds build {name} --data_dir={data_dir} --file_format=array_record`, or in Python "
+        f"`tfds.builder({name!r}, data_dir={str(data_dir)!r}, file_format='array_record')"
         f".download_and_prepare()`. Or call mamjax.data.load without `data_dir` to use the "
         f"copy embedded in mamjax."
     )

@@ -119,6 +119,7 @@ def load_ucr(name: str, split: str, znorm: bool = True) -> dict[str, np.ndarray]
     Returns:
       {"x": float32 [N, T], "label": int32 [N] in 0..C-1 (index into the sorted
       original labels), "classes": str array [C] of the original labels}.
+      "classes" is not per-example: batch ``{"x": d["x"], "label": d["label"]}``.
     """
     available = list_ucr()
     if name not in available:
