@@ -1,0 +1,123 @@
+"""Self-consistency penalty, MaM queries (vmap == loop), losses' shapes and errors."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mamjax import masks
+from mamjax.marginal import exact, losses, marginal_net
+
+D, K = 5, 3
+
+# Jit every call: eager op-by-op dispatch under jax_debug_nans is what makes tests slow.
+_penalty = jax.jit(losses.self_consistency_penalty, static_argnums=(0, 1))
+_errors = jax.jit(losses.self_consistency_errors, static_argnums=(0, 1))
+
+
+@pytest.fixture(scope="module")
+def exact_pair():
+    """An exactly self-consistent (marginal, conditional) pair from an enumerated distribution."""
+    states = jnp.asarray(exact.enumerate_states(D, K))
+    log_p = exact.normalize_table(1.5 * jax.random.normal(jax.random.key(0), (states.shape[0],)))
+    table = (log_p, states)
+    cond = functools.partial(exact.table_conditional_logits, num_classes=K)
+    return exact.table_log_marginal, cond, table
+
+
+def _data(key, n=64):
+    return jax.random.randint(key, (n, D), 0, K)
+
+
+def test_penalty_is_zero_for_exact_pair_and_positive_otherwise(exact_pair):
+    marg, cond, table = exact_pair
+    x = _data(jax.random.key(1))
+    pen, metrics = _penalty(marg, cond, table, table, x, jax.random.key(2))
+    assert float(pen) < 1e-8, float(pen)
+    np.testing.assert_allclose(metrics["f_empty"], 0.0, atol=1e-5)
+
+    def bent(tab, x, mask):  # not a marginal of anything: adds a non-additive function of |S|
+        return marg(tab, x, mask) + 0.3 * jnp.sum(mask, -1).astype(jnp.float32) ** 2
+    pen_bad, _ = _penalty(bent, cond, table, table, x, jax.random.key(2))
+    assert float(pen_bad) > 0.5
+    pen_z, _ = _penalty(marg, cond, table, table, x, jax.random.key(2), log_z=1.0)
+    np.testing.assert_allclose(pen_z, 1.0, atol=1e-4)
+
+
+def test_errors_match_hand_computation(exact_pair):
+    marg, cond, table = exact_pair
+    x = _data(jax.random.key(3), 4)
+    orderings = jnp.stack([masks.random_ordering(k, D) for k in jax.random.split(jax.random.key(4), 4)])
+    steps = jnp.array([0, 1, 3, 4])
+
+    def bent(tab, x, mask):
+        return marg(tab, x, mask) + 0.1 * jnp.sum(mask, -1).astype(jnp.float32) ** 2
+    err = _errors(bent, cond, table, table, x, orderings, steps)
+    # |S| goes from d to d+1: error = 0.1 * (d^2 - (d+1)^2) = -0.1 * (2d + 1)
+    np.testing.assert_allclose(err, -0.1 * (2 * steps + 1), atol=1e-4)
+
+
+def test_mle_and_joint_losses_with_chains(exact_pair):
+    marg, cond, table = exact_pair
+    x = _data(jax.random.key(5), 16)
+    chains = _data(jax.random.key(6), 8)
+    params = {"marginal": table, "conditional": table}
+    mle = jax.jit(functools.partial(losses.mle_loss, marg, cond, chain_weight=0.5, gibbs_steps=2))
+    loss, (metrics, new_chains) = mle(params, chains, x, jax.random.key(7))
+    assert float(loss) < 1e-8 and new_chains.shape == chains.shape
+    # Gibbs re-samples at most 2 positions per chain.
+    assert int(jnp.max(jnp.sum(new_chains != chains, axis=-1))) <= 2
+    assert "sc_mse_chains" in metrics
+    with pytest.raises(ValueError, match="chains"):
+        losses.mle_loss(marg, cond, params, None, x, jax.random.key(7), chain_weight=0.5)
+    with pytest.raises(ValueError, match="chain_weight"):
+        losses.mle_loss(marg, cond, params, chains, x, jax.random.key(7), chain_weight=1.5)
+
+
+def test_energy_loss_reward_is_standardized(exact_pair):
+    marg, cond, table = exact_pair
+
+    def log_f(x):
+        return jnp.sum(x, -1).astype(jnp.float32)
+    params = {"marginal": table, "conditional": table}
+    chains = _data(jax.random.key(8), 32)
+    eb = jax.jit(functools.partial(losses.energy_loss, marg, cond, log_f))
+    loss, (metrics, new_chains) = eb(params, chains, None, jax.random.key(9))
+    # An exact pair has zero penalty, so the loss is the REINFORCE surrogate alone.
+    np.testing.assert_allclose(loss, metrics["reinforce"], atol=1e-4)
+    log_p = marg(table, new_chains, jnp.ones(new_chains.shape, bool))
+    diff = log_p - log_f(new_chains)
+    r = (diff - diff.mean()) / (diff.std() + 1e-6)
+    np.testing.assert_allclose(metrics["reinforce"], jnp.mean(r * log_p), rtol=1e-4, atol=1e-5)
+
+
+def test_log_marginal_vmap_over_masks_equals_loop():
+    apply, params = marginal_net.make_marginal_net(jax.random.key(10), D, K, width=16, depth=1)
+    x = _data(jax.random.key(11), 3)
+    mks = jax.random.bernoulli(jax.random.key(12), 0.5, (7, D))
+    many = marginal_net.log_marginal_many_masks(apply, params, x, mks)  # [3, 7]
+    broadcast = marginal_net.log_marginal(apply, params, x[:, None, :], mks[None, :, :])  # [3, 7]
+    assert many.shape == broadcast.shape == (3, 7)
+    single = jax.jit(lambda xi, mi: apply(params, xi[None], mi[None])[0])
+    loop = np.array([[float(single(x[b], mks[m])) for m in range(7)] for b in range(3)])
+    np.testing.assert_allclose(many, loop, atol=1e-5)
+    np.testing.assert_allclose(broadcast, loop, atol=1e-5)
+    # Hidden entries are never read.
+    scrambled = jnp.where(mks[None], x[:, None, :], (x[:, None, :] + 1) % K)
+    np.testing.assert_allclose(marginal_net.log_marginal(apply, params, scrambled, mks[None, :, :]), loop, atol=1e-5)
+
+
+def test_log_marginal_argument_errors():
+    apply, params = marginal_net.make_marginal_net(jax.random.key(13), D, K, width=8, depth=1)
+    with pytest.raises(TypeError, match="`mask`"):
+        marginal_net.log_marginal(apply, params, jnp.zeros((2, D), jnp.int32), jnp.zeros((2, D)))
+    with pytest.raises(TypeError, match="`x`"):
+        marginal_net.log_marginal(apply, params, jnp.zeros((2, D)), jnp.zeros((2, D), bool))
+    with pytest.raises(ValueError, match="backbone"):
+        marginal_net.make_marginal_net(jax.random.key(0), D, K, backbone="unet")
+    t_apply, t_params = marginal_net.make_marginal_net(jax.random.key(14), D, K, backbone="transformer", width=16,
+                                                       depth=1, num_heads=2)
+    assert marginal_net.log_marginal(t_apply, t_params, jnp.zeros((2, D), jnp.int32),
+                                     jnp.ones((2, D), bool)).shape == (2,)
