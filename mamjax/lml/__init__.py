@@ -28,6 +28,7 @@ from mamjax.lml.linear_vae import (
     linear_vae_elbo,
     linear_vae_lml,
 )
+from mamjax.lml import objectives
 from mamjax.lml.bridge import (
     bernoulli_cond_logpdf,
     categorical_cond_logpdf,
@@ -42,5 +43,5 @@ __all__ = [
     "ppca_cond_logpdf", "ppca_conditional", "ppca_cov", "ppca_lml", "ppca_sample",
     "gp_cond_logpdf", "gp_cov", "gp_lml", "kernel_matrix",
     "LatentGrid", "latent_grid", "linear_vae_cond_logpdf", "linear_vae_elbo", "linear_vae_lml",
-    "bernoulli_cond_logpdf", "categorical_cond_logpdf", "marginal_cond_logpdf", "mpt_log_likelihood",
+    "objectives", "bernoulli_cond_logpdf", "categorical_cond_logpdf", "marginal_cond_logpdf", "mpt_log_likelihood",
 ]
