@@ -13,8 +13,8 @@ wake-sleep with an inference network (WS-RAM) or by REINFORCE (RAM, Mnih et al. 
 * :mod:`~mamjax.attention.data`: 60x60 translated / cluttered MNIST from a seed.
 """
 
-from mamjax.attention.control_variates import (centered_prior_weights, centered_proposal_weights,
-                                               estimator_moments, total_variance)
+from mamjax.attention.control_variates import (centered_proposal_weights, estimator_moments, prior_surrogate,
+                                               total_variance)
 from mamjax.attention.glimpse import extract_glimpse, location_grid, normalized_locations
 from mamjax.attention.model import (RAM, RAMConfig, Trajectory, exact_log_likelihood, exact_posterior,
                                     make_ram, predict, rollout, rollout_batch)
@@ -23,9 +23,8 @@ from mamjax.attention.rws import (bound_surrogate, effective_sample_size, iw_bou
                                   normalized_weights, rws_surrogate, variational_bound, wsram_loss)
 
 __all__ = [
-    "RAM", "RAMConfig", "Trajectory", "bound_surrogate", "centered_prior_weights",
-    "centered_proposal_weights", "effective_sample_size", "estimator_moments", "exact_log_likelihood",
+    "RAM", "RAMConfig", "Trajectory", "bound_surrogate", "centered_proposal_weights", "effective_sample_size", "estimator_moments", "exact_log_likelihood",
     "exact_posterior", "extract_glimpse", "iw_bound", "location_grid", "log_importance_weights", "make_ram",
-    "normalized_locations", "normalized_weights", "predict", "reinforce_loss", "reinforce_surrogate",
+    "normalized_locations", "normalized_weights", "predict", "prior_surrogate", "reinforce_loss", "reinforce_surrogate",
     "rollout", "rollout_batch", "rws_surrogate", "total_variance", "variational_bound", "wsram_loss",
 ]

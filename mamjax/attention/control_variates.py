@@ -1,22 +1,29 @@
 """Control variates for the WS-RAM gradient estimators, and a tool to measure them.
 
-Both corrections subtract from the normalized importance weights ``w~_k`` a term whose
-contribution to the gradient has expectation exactly zero, so the estimator's mean is
-unchanged while its variance drops when the weights are near their reference values.
+Each correction subtracts from the RWS update a term whose expectation is exactly zero,
+so the estimator's mean is unchanged while its variance drops when the normalized
+weights ``w~_k`` are near ``1/K`` (a good proposal).
 
 * Proposal (wake-q) update ``sum_k w~_k grad log q(a_k | x, y)``: since
-  ``E_q[grad log q(a_k)] = 0`` for every k, any constant may be subtracted from
-  ``w~_k``; we subtract ``1/K`` (the weight of a perfect proposal). With ``K = 1`` the
+  ``E_q[grad log q(a_k)] = 0`` for every k, a constant may be subtracted from each
+  weight; we use ``w~_k - 1/K`` (:func:`centered_proposal_weights`). With ``K = 1`` the
   wake-q update is then exactly zero -- it has mean zero anyway (``w~_1 = 1``).
-* Prior-policy (wake) update ``sum_k w~_k grad log p(a_k | x)`` with ``a_k ~ q``:
-  ``E_q[(p(a_k|x) / q(a_k|x,y)) grad log p(a_k|x)] = E_p[grad log p(a|x)] = 0``, so we
-  subtract ``rho_k / K`` with ``rho_k = p(a_k|x) / q(a_k|x,y)``. The corrected weight is
-  ``(rho_k / K) (p(y|a_k,x) / p^(y|x) - 1)``: a likelihood ratio "reward" minus its
-  baseline 1. When ``q = p`` both corrections are ``w~_k - 1/K``.
+* Prior-policy (wake) update ``sum_k w~_k grad log p(a_k | x)`` with ``a_k ~ q``: given
+  the history, step t's score has the computable expectation
+  ``m_{k,t} = E_{a ~ q(.|h_{k,t-1})}[grad log p(a | h_{k,t-1})]`` (a sum over the G
+  locations), so ``(1/K) sum_k sum_t (grad log p(a_{k,t} | h_{k,t-1}) - m_{k,t})`` is a sum of
+  martingale differences with mean zero. Subtracting it gives
 
-These are our control variates in the spirit of Sec. 4 of Ba et al. (2015) (who also
-use control variates to cut the variance of the WS-RAM updates); the learned baseline
-of REINFORCE (Mnih et al., 2014) is in :mod:`mamjax.attention.reinforce`.
+      sum_k (w~_k - 1/K) grad log p(a_k | x) + (1/K) sum_k sum_t m_{k,t},
+
+  which, when the weights are uniform, is the analytic gradient pulling each step of the
+  prior towards the proposal -- no sampling noise from the location choice at all.
+  (A likelihood-ratio variant, subtracting ``(p(a_k)/q(a_k)) / K * grad log p(a_k)``, is
+  also unbiased but we measured it exploding when q and p disagree; not used.)
+
+These are our control variates in the spirit of Ba et al. (2015), who also reduce the
+variance of the WS-RAM updates with control variates; REINFORCE's learned baseline
+(Mnih et al., 2014) is in :mod:`mamjax.attention.reinforce`.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import jax
 import jax.numpy as jnp
 
 Array = jax.Array
+sg = jax.lax.stop_gradient
 
-__all__ = ["centered_proposal_weights", "centered_prior_weights", "estimator_moments", "total_variance"]
+__all__ = ["centered_proposal_weights", "prior_surrogate", "estimator_moments", "total_variance"]
 
 
 def centered_proposal_weights(weights: Array) -> Array:
@@ -36,15 +44,26 @@ def centered_proposal_weights(weights: Array) -> Array:
     return weights - 1.0 / weights.shape[-1]
 
 
-def centered_prior_weights(weights: Array, log_p: Array, log_q: Array) -> Array:
-    """``w~_k - rho_k / K`` with ``rho_k = exp(log p(a_k|x) - log q(a_k|x,y))`` for the prior update.
+def prior_surrogate(weights: Array, log_p: Array, expected_log_p: Array | None = None) -> Array:
+    """Surrogate (to maximize) for the prior-policy part of the wake update.
+
+    Without ``expected_log_p``: ``sum_k sg(w~_k) log p(a_k | x)`` (plain RWS).
+    With it (control variate): ``sum_k sg(w~_k - 1/K) log p(a_k | x) + (1/K) sum_k E_k``,
+    where ``E_k = sum_t sum_a sg(q(a | h_{k,t-1})) log p(a | h_{k,t-1})``.
 
     Args:
       weights: [..., K] normalized importance weights.
-      log_p: [..., K] log p(a_k | x) of whole trajectories.
-      log_q: [..., K] log q(a_k | x, y).
+      log_p: [..., K] log p(a_k | x) (summed over steps).
+      expected_log_p: [..., K] ``E_k`` (``Trajectory.expected_log_p`` summed over steps) or None.
+
+    Returns:
+      [...] surrogate.
     """
-    return weights - jnp.exp(log_p - log_q) / weights.shape[-1]
+    w = sg(weights)
+    if expected_log_p is None:
+        return jnp.sum(w * log_p, axis=-1)
+    k = weights.shape[-1]
+    return jnp.sum((w - 1.0 / k) * log_p + expected_log_p / k, axis=-1)
 
 
 def estimator_moments(grad_fn: Callable[[Array], Any], keys: Array) -> tuple[Any, Any]:

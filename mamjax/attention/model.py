@@ -130,6 +130,9 @@ class Trajectory(NamedTuple):
       class_logits: [C] logits of p(y | a, x).
       states: [T, hidden] h_{t-1}, the state on which a_t was chosen.
       baselines: [T] b(h_{t-1}) (zeros without a baseline network).
+      expected_log_p: [T] ``sum_a sg(q(a | h_{t-1})) log p(a | h_{t-1})``, the expectation of the
+        step's log-prior under the sampling-time proposal (its gradient is the analytic
+        ``E_q[grad log p(a_t | h_{t-1})]`` used by the prior control variate).
     """
 
     actions: Array
@@ -138,6 +141,7 @@ class Trajectory(NamedTuple):
     class_logits: Array
     states: Array
     baselines: Array
+    expected_log_p: Array
 
 
 def make_ram(config: RAMConfig, key: Array, *, proposal: bool = True,
@@ -194,8 +198,9 @@ def rollout(ram: RAM, params: dict, image: Array, label: Array, key: Array, *,
     model = _merge(ram.model_def, params["model"])
     prop = _merge(ram.proposal_def, params["proposal"]) if "proposal" in params else None
     base = _merge(ram.baseline_def, params["baseline"]) if "baseline" in params else None
-    centres = jnp.asarray(glimpse_lib.location_grid(c.image_size, c.grid_size))
-    locs = jnp.asarray(glimpse_lib.normalized_locations(centres, c.image_size))
+    grid = glimpse_lib.location_grid(c.image_size, c.grid_size)
+    centres = jnp.asarray(grid)
+    locs = jnp.asarray(glimpse_lib.normalized_locations(grid, c.image_size), image.dtype)
     ctx = prop.context(image, label) if prop is not None else None
     given = actions is not None
     if given:
@@ -216,12 +221,13 @@ def rollout(ram: RAM, params: dict, image: Array, label: Array, key: Array, *,
         b = base(jax.lax.stop_gradient(h)) if base is not None else jnp.zeros((), h.dtype)
         g = model.features(glimpse_lib.extract_glimpse(image, centres[a], patch=c.patch, num_scales=c.num_scales),
                            locs[a])
-        return model.step(h, g), (a, logp_all[a], logq_all[a], h, b)
+        expected = jnp.sum(jax.lax.stop_gradient(jnp.exp(logq_all)) * logp_all)
+        return model.step(h, g), (a, logp_all[a], logq_all[a], h, b, expected)
 
     h0 = jnp.zeros((c.hidden,), image.dtype)
     keys = jax.random.split(key, c.num_glimpses)
-    h_T, (acts, log_p, log_q, states, baselines) = jax.lax.scan(step, h0, (keys, actions))
-    return Trajectory(acts, log_p, log_q, model.classifier(h_T), states, baselines)
+    h_T, (acts, log_p, log_q, states, baselines, expected) = jax.lax.scan(step, h0, (keys, actions))
+    return Trajectory(acts, log_p, log_q, model.classifier(h_T), states, baselines, expected)
 
 
 def rollout_batch(ram: RAM, params: dict, images: Array, labels: Array, key: Array, *,

@@ -74,30 +74,34 @@ def effective_sample_size(log_w: Array, axis: int = -1) -> Array:
     return 1.0 / jnp.sum(normalized_weights(log_w, axis) ** 2, axis=axis)
 
 
-def rws_surrogate(log_lik: Array, log_p: Array, log_q: Array, *, train_proposal: bool = True,
-                  control_variates: bool = False) -> Array:
+def rws_surrogate(log_lik: Array, log_p: Array, log_q: Array, *, expected_log_p: Array | None = None,
+                  train_proposal: bool = True, control_variates: bool = False) -> Array:
     """Per-example surrogate whose negative gradient is the RWS (wake + wake-q) update.
 
     ``-grad`` of the result is
-    ``sum_k w~_k grad log p(y|a_k,x) + sum_k u_k grad log p(a_k|x) + sum_k v_k grad log q(a_k|x,y)``
-    with ``u_k = v_k = w~_k``, or with control variates ``u_k = w~_k - rho_k / K``,
-    ``v_k = w~_k - 1/K`` (:mod:`mamjax.attention.control_variates`).
+    ``sum_k w~_k grad log p(y|a_k,x) + [prior term] + sum_k v_k grad log q(a_k|x,y)``,
+    with prior term ``sum_k w~_k grad log p(a_k|x)`` and ``v_k = w~_k``, or with control
+    variates the centred forms of :mod:`mamjax.attention.control_variates`
+    (``v_k = w~_k - 1/K``; prior term from :func:`~control_variates.prior_surrogate`).
 
     Args:
       log_lik: [..., K] log p(y | a_k, x).
       log_p: [..., K] log p(a_k | x) (sum over the T steps).
       log_q: [..., K] log q(a_k | x, y). Pass ``log_p`` itself when the proposal is the prior.
+      expected_log_p: [..., K] ``Trajectory.expected_log_p`` summed over steps; needed for
+        ``control_variates``.
       train_proposal: include the wake-q term (False when ``q`` is the prior).
-      control_variates: use the centred weights.
+      control_variates: use the centred estimators.
 
     Returns:
-      [...] surrogate loss (its value is ``-sum_k w~_k log w_k``-like, not a bound: use
-      :func:`iw_bound` for reporting).
+      [...] surrogate loss (not a bound: report :func:`iw_bound`).
     """
+    if control_variates and expected_log_p is None:
+        raise ValueError("`expected_log_p` is required when `control_variates` is True.")
     log_w = sg(log_importance_weights(log_lik, log_p, log_q))
     w = normalized_weights(log_w)
-    u = cv.centered_prior_weights(w, sg(log_p), sg(log_q)) if control_variates else w
-    loss = -jnp.sum(w * log_lik + u * log_p, axis=-1)
+    prior = cv.prior_surrogate(w, log_p, expected_log_p if control_variates else None)
+    loss = -(jnp.sum(w * log_lik, axis=-1) + prior)
     if train_proposal:
         v = cv.centered_proposal_weights(w) if control_variates else w
         loss = loss - jnp.sum(v * log_q, axis=-1)
@@ -158,8 +162,8 @@ def wsram_loss(ram: model_lib.RAM, params: dict, batch: dict, key: Array, *, num
     traj = model_lib.rollout_batch(ram, params, images, labels, key, num_samples=num_samples,
                                    sample_from="proposal" if has_q else "prior")
     log_lik, log_p, log_q = trajectory_terms(traj, labels)
-    loss = jnp.mean(rws_surrogate(log_lik, log_p, log_q, train_proposal=has_q,
-                                  control_variates=control_variates))
+    loss = jnp.mean(rws_surrogate(log_lik, log_p, log_q, expected_log_p=traj.expected_log_p.sum(-1),
+                                  train_proposal=has_q, control_variates=control_variates))
     log_w = sg(log_importance_weights(log_lik, log_p, log_q))
     bound = iw_bound(log_w)
     metrics = {"iw_bound": jnp.mean(bound), "variational_bound": jnp.mean(variational_bound(log_w)),
