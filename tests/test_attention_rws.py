@@ -222,7 +222,7 @@ def test_control_variates_cut_measured_variance_of_wsram_gradient():
     gm0, gm1, gq0, gq1 = [np.asarray(d, np.float64) for d in draws]
     tv = lambda d: np.sum(np.var(d, axis=0, ddof=1))  # noqa: E731
     assert tv(gm1) < 0.7 * tv(gm0), (tv(gm1), tv(gm0))  # the location policy's parameters
-    assert tv(gq1) < 0.5 * tv(gq0), (tv(gq1), tv(gq0))
+    assert tv(gq1) < 0.7 * tv(gq0), (tv(gq1), tv(gq0))
     # Same keys: the paired difference has mean zero within Monte Carlo error, coordinate-wise.
     for d in (gm1 - gm0, gq1 - gq0):
         z = np.abs(d.mean(0)) / (d.std(0, ddof=1) / np.sqrt(n) + 1e-12)
