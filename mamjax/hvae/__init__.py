@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from flax import nnx
 
+from mamjax.hvae import plots
 from mamjax.hvae.configs import PRESETS
 from mamjax.hvae.model import HVAE, LATENTS, POSTERIORS
 from mamjax.hvae.objectives import (elbo, evaluate, flatten_images, iwae_bound, kl_warmup, log_weights,
                                     make_loss_fn, reconstruct, sample, with_kl_warmup)
 
-__all__ = ["HVAE", "LATENTS", "POSTERIORS", "PRESETS", "build", "elbo", "evaluate", "flatten_images",
+__all__ = ["plots", "experiment", "HVAE", "LATENTS", "POSTERIORS", "PRESETS", "build", "elbo", "evaluate", "flatten_images",
            "iwae_bound", "kl_warmup", "log_weights", "make_loss_fn", "reconstruct", "sample", "with_kl_warmup"]
+
+
+def __getattr__(name):
+    if name == "experiment":  # imports mamjax.data / train lazily
+        import importlib
+        return importlib.import_module("mamjax.hvae.experiment")
+    raise AttributeError(f"module 'mamjax.hvae' has no attribute {name!r}")
 
 
 def build(data_dim: int, *, seed: int = 0, **kwargs):
