@@ -26,8 +26,16 @@ from mamjax.maskgit import vq
 
 Array = jax.Array
 
-__all__ = ["stft", "istft", "split_bands", "merge_bands", "band_to_channels", "channels_to_band",
+__all__ = ["num_frames", "stft", "istft", "split_bands", "merge_bands", "band_to_channels", "channels_to_band",
            "BandCoder", "Tokenizer", "tokenizer_functions"]
+
+
+def num_frames(length: int, n_fft: int = 8, hop: int = 2) -> int:
+    """Frames of :func:`stft` for a series of ``length``: ``ceil(length / hop) + 1``.
+
+    (``n_fft // 2`` zeros on each side, then zero-padded to whole hops.)
+    """
+    return -(-length // hop) + 1
 
 
 def stft(x: Array, n_fft: int = 8, hop: int = 2) -> Array:
@@ -74,6 +82,12 @@ def channels_to_band(c: Array) -> Array:
     return jax.lax.complex(c[..., :n], c[..., n:])
 
 
+def _l2_normalize(v: Array) -> Array:
+    # Unit-norm latents and codes (cosine-similarity VQ, Yu et al. 2022): bounded VQ losses
+    # and better codebook usage than raw Euclidean VQ at this size.
+    return v * jax.lax.rsqrt(jnp.sum(v**2, axis=-1, keepdims=True) + 1e-8)
+
+
 class _ResBlock(nnx.Module):
     def __init__(self, dim: int, rngs: nnx.Rngs):
         self.c1 = nnx.Conv(dim, dim, 3, rngs=rngs)
@@ -101,8 +115,7 @@ class BandCoder(nnx.Module):
         self.downs = nnx.List([nnx.Conv(hidden, hidden, 4, strides=2, rngs=rngs) for _ in range(num_down)])
         self.enc_res = _ResBlock(hidden, rngs)
         self.enc_out = nnx.Conv(hidden, code_dim, 1, rngs=rngs)
-        self.codebook = nnx.Param(jax.random.uniform(rngs.params(), (num_codes, code_dim), minval=-1.0,
-                                                     maxval=1.0) / num_codes)
+        self.codebook = nnx.Param(jax.random.normal(rngs.params(), (num_codes, code_dim)))
         self.dec_in = nnx.Conv(code_dim, hidden, 3, rngs=rngs)
         self.dec_res = _ResBlock(hidden, rngs)
         self.ups = nnx.List([nnx.Conv(hidden, hidden, 3, rngs=rngs) for _ in range(num_down)])
@@ -115,11 +128,15 @@ class BandCoder(nnx.Module):
         return n
 
     def encode(self, c: Array) -> Array:
-        """``[B, F, C] -> [B, n, d]`` latent vectors (before quantization)."""
+        """``[B, F, C] -> [B, n, d]`` unit-norm latent vectors (before quantization)."""
         h = jax.nn.relu(self.enc_in(c))
         for down in self.downs:
             h = jax.nn.relu(down(h))
-        return self.enc_out(self.enc_res(h))
+        return _l2_normalize(self.enc_out(self.enc_res(h)))
+
+    def codes(self) -> Array:
+        """The unit-norm codebook ``[K, d]``."""
+        return _l2_normalize(self.codebook[...])
 
     def decode(self, z_q: Array, num_frames: int) -> Array:
         """``[B, n, d] -> [B, num_frames, C]``."""
@@ -146,7 +163,7 @@ class Tokenizer(nnx.Module):
         if n_fft % 2 or hop < 1 or hop > n_fft:
             raise ValueError(f"`n_fft` must be even and 1 <= `hop` <= n_fft; got n_fft={n_fft}, hop={hop}.")
         self.length, self.n_fft, self.hop, self.beta = length, n_fft, hop, beta
-        self.num_frames = int(stft(jnp.zeros((1, length)), n_fft, hop).shape[1])
+        self.num_frames = num_frames(length, n_fft, hop)
         bins = n_fft // 2 + 1
         self.low = BandCoder(2, hidden=hidden, code_dim=code_dim, num_codes=num_codes, num_down=down_l, rngs=rngs)
         self.high = BandCoder(2 * (bins - 1), hidden=hidden, code_dim=code_dim, num_codes=num_codes,
@@ -176,8 +193,8 @@ class Tokenizer(nnx.Module):
     def __call__(self, x: Array) -> tuple[Array, dict]:
         """Training loss: time-domain MSE per band + VQ losses. Returns ``(loss, metrics)``."""
         c_l, c_h = self.bands(x)
-        q_l = vq.quantize(self.low.encode(c_l), self.low.codebook[...])
-        q_h = vq.quantize(self.high.encode(c_h), self.high.codebook[...])
+        q_l = vq.quantize(self.low.encode(c_l), self.low.codes())
+        q_h = vq.quantize(self.high.encode(c_h), self.high.codes())
         c_l_hat = self.low.decode(q_l.z_q, self.num_frames)
         c_h_hat = self.high.decode(q_h.z_q, self.num_frames)
         x_l, x_h = self.band_series(c_l, c_h)
@@ -194,19 +211,19 @@ class Tokenizer(nnx.Module):
     def tokenize(self, x: Array) -> tuple[Array, Array]:
         """``x [B, T] -> (codes_l [B, len_l], codes_h [B, len_h])`` int32."""
         c_l, c_h = self.bands(x)
-        return (vq.nearest_codes(self.low.encode(c_l), self.low.codebook[...]),
-                vq.nearest_codes(self.high.encode(c_h), self.high.codebook[...]))
+        return (vq.nearest_codes(self.low.encode(c_l), self.low.codes()),
+                vq.nearest_codes(self.high.encode(c_h), self.high.codes()))
 
     def detokenize(self, codes_l: Array, codes_h: Array) -> Array:
         """``(codes_l, codes_h) -> x_hat [B, T]``."""
-        c_l = self.low.decode(vq.lookup(codes_l, self.low.codebook[...]), self.num_frames)
-        c_h = self.high.decode(vq.lookup(codes_h, self.high.codebook[...]), self.num_frames)
+        c_l = self.low.decode(vq.lookup(codes_l, self.low.codes()), self.num_frames)
+        c_h = self.high.decode(vq.lookup(codes_h, self.high.codes()), self.num_frames)
         x_l, x_h = self.band_series(c_l, c_h)
         return x_l + x_h
 
     def codebooks(self) -> tuple[Array, Array]:
-        """``(codebook_l [K, d], codebook_h [K, d])``."""
-        return self.low.codebook[...], self.high.codebook[...]
+        """Unit-norm ``(codebook_l [K, d], codebook_h [K, d])``: the token embeddings the critic uses."""
+        return self.low.codes(), self.high.codes()
 
 
 def tokenizer_functions(module: Tokenizer) -> tuple[Any, dict[str, Callable]]:

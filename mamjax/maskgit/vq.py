@@ -49,7 +49,8 @@ def nearest_codes(z: Array, codebook: Array) -> Array:
     """
     if codebook.ndim != 2 or z.shape[-1] != codebook.shape[1]:
         raise ValueError(f"`codebook` must be [K, {z.shape[-1]}]; got shape {codebook.shape}.")
-    d2 = (jnp.sum(z**2, -1, keepdims=True) - 2.0 * z @ codebook.T + jnp.sum(codebook**2, -1))
+    c2 = jnp.sum(codebook**2, -1).reshape((1,) * (z.ndim - 1) + (-1,))
+    d2 = jnp.sum(z**2, -1, keepdims=True) - 2.0 * z @ codebook.T + c2
     return jnp.argmin(d2, axis=-1).astype(jnp.int32)
 
 
