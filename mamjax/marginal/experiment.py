@@ -1,0 +1,303 @@
+"""Experiment plumbing shared by the MaM examples, benchmark and notebook.
+
+Set-ups (networks + optimizers + initial train states) for the two-stage MLE
+recipe and for energy-based training, and the evaluations the paper reports:
+test NLL of AO-ARM-S / AO-ARM-E / MaM, agreement of MaM and AO-ARM-E marginals on
+random subsets (Spearman / Pearson), and the cost of one marginal query.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mamjax import masks as masks_lib
+from mamjax import train
+from mamjax.marginal import arm as arm_lib
+from mamjax.marginal import losses
+from mamjax.marginal import marginal_net
+from mamjax.marginal import sampling
+
+Array = jax.Array
+
+__all__ = ["Nets", "make_nets", "mnist_arrays", "arm_stage", "mam_stage", "energy_stage", "random_subsets",
+           "ising_target", "ising_ground_truth", "evaluate_energy_model",
+           "evaluate_nll", "subset_agreement", "time_queries", "save_image_grid", "save_scatter"]
+
+
+class Nets(NamedTuple):
+    """The two networks of a MaM: callables and initial parameters."""
+
+    marg_apply: Callable
+    cond_apply: Callable
+    params: dict  # {"marginal": ..., "conditional": ...}
+    num_dims: int
+    num_classes: int
+
+
+def make_nets(key: Array, num_dims: int, num_classes: int = 2, *, backbone: str = "mlp", width: int = 256,
+              depth: int = 2, num_heads: int = 4) -> Nets:
+    """Marginal and conditional networks with the same backbone and sizes."""
+    k_m, k_c = jax.random.split(key)
+    cond_apply, cond_params = arm_lib.make_conditional_net(k_c, num_dims, num_classes, backbone=backbone,
+                                                           width=width, depth=depth, num_heads=num_heads)
+    marg_apply, marg_params = marginal_net.make_marginal_net(k_m, num_dims, num_classes, backbone=backbone,
+                                                             width=width, depth=depth, num_heads=num_heads)
+    return Nets(marg_apply, cond_apply, {"marginal": marg_params, "conditional": cond_params}, num_dims, num_classes)
+
+
+def mnist_arrays(resolution: int = 14, binarization: str = "static", num_test: int | None = None):
+    """Flattened binary MNIST as int32 ``[N, r*r]`` train / test arrays (static binarization).
+
+    ``binarization="dynamic"`` returns the grey train images (uint8, flattened) to be
+    binarized per batch with :func:`mamjax.data.dynamic_binarize`; the test set is always
+    the static draw so numbers are comparable between runs.
+    """
+    from mamjax import data
+
+    if binarization not in ("static", "dynamic"):
+        raise ValueError(f"`binarization` must be 'static' or 'dynamic'; got {binarization!r}.")
+    name = "binarized_mnist" if binarization == "static" else "mnist"
+    tr = data.load(name, "train", resolution=resolution)["image"]
+    te = data.load("binarized_mnist", "test", resolution=resolution)["image"]
+    tr = tr.reshape(tr.shape[0], -1).astype(np.int32 if binarization == "static" else np.uint8)
+    te = te.reshape(te.shape[0], -1).astype(np.int32)
+    return tr, (te if num_test is None else te[:num_test])
+
+
+def _partition(params: dict, trainable: str) -> optax.GradientTransformation:
+    return {k: jax.tree.map(lambda _: ("train" if k == trainable else "freeze"), v) for k, v in params.items()}
+
+
+def arm_stage(nets: Nets, lr: float = 1e-3, clip: float = 1.0):
+    """Stage 1: AO-ARM training of the conditional network (marginal net frozen).
+
+    Returns ``(train_step, state)`` for :func:`mamjax.train.fit`; batches are ``[B, D] int``.
+    """
+    labels = _partition(nets.params, "conditional")
+    opt = optax.multi_transform({"train": optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr)),
+                                 "freeze": optax.set_to_zero()}, labels)
+
+    def loss_fn(params, batch, key):
+        return arm_lib.arm_loss(nets.cond_apply, params["conditional"], batch.astype(jnp.int32), key)
+
+    return train.make_train_step(loss_fn, opt), train.TrainState.create(nets.params, opt)
+
+
+def mam_stage(nets: Nets, params: dict, init_chains: Array | None, lr: float = 1e-3, chain_weight: float = 0.5,
+              gibbs_steps: int = 1, clip: float = 1.0):
+    """Stage 2: self-consistency distillation of the marginal net (conditional frozen).
+
+    ``init_chains`` ``[C, D] int`` start the persistent Gibbs chains (e.g. a data batch); they
+    live in the train state's ``model_state`` and are checkpointed with it.
+    """
+    labels = _partition(params, "marginal")
+    opt = optax.multi_transform({"train": optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr)),
+                                 "freeze": optax.set_to_zero()}, labels)
+    if init_chains is None:
+        chain_weight = 0.0
+    loss = functools.partial(losses.mle_loss, nets.marg_apply, nets.cond_apply, chain_weight=chain_weight,
+                             gibbs_steps=gibbs_steps)
+
+    def loss_fn(p, chains, batch, key):
+        return loss(p, chains, batch.astype(jnp.int32), key)
+
+    chains = None if init_chains is None else jnp.asarray(init_chains, jnp.int32)
+    return (train.make_train_step(loss_fn, opt, stateful=True),
+            train.TrainState.create(params, opt, model_state=chains))
+
+
+def energy_stage(nets: Nets, log_f: Callable[[Array], Array], init_chains: Array, lr: float = 1e-3,
+                 alpha: float = 4.0, gibbs_steps: int = 1, clip: float = 1.0):
+    """Energy-based training of both networks against ``log_f`` (REINFORCE + alpha * penalty)."""
+    opt = optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
+    loss_fn = functools.partial(losses.energy_loss, nets.marg_apply, nets.cond_apply, log_f, alpha=alpha,
+                                gibbs_steps=gibbs_steps)
+    return (train.make_train_step(loss_fn, opt, stateful=True),
+            train.TrainState.create(nets.params, opt, model_state=jnp.asarray(init_chains, jnp.int32)))
+
+
+def random_subsets(key: Array, num: int, num_dims: int) -> Array:
+    """``[num, D] bool`` masks with |S| uniform in {1..D} (a uniformly random subset of that size)."""
+    k_n, k_m = jax.random.split(key)
+    num_hidden = jax.random.randint(k_n, (num,), 0, num_dims)
+    return jax.vmap(masks_lib.mask_by_count, in_axes=(0, None, 0))(jax.random.split(k_m, num), num_dims, num_hidden)
+
+
+def _batched(fn, *arrays, batch_size: int):
+    outs = [np.asarray(fn(*(a[i:i + batch_size] for a in arrays))) for i in range(0, arrays[0].shape[0], batch_size)]
+    return np.concatenate(outs)
+
+
+def evaluate_nll(nets: Nets, params: dict, x: Array, key: Array, *, num_orderings: int = 4,
+                 batch_size: int = 100) -> dict:
+    """Test NLL (nats per example and bits/dim) of AO-ARM-S, AO-ARM-E(M) and the MaM.
+
+    MaM: ``-(f(x) - f(empty))`` (the paper's normalization). AO-ARM-S: one random ordering
+    per example; AO-ARM-E: log-mean-exp over ``num_orderings`` orderings.
+    """
+    d = nets.num_dims
+    full = jnp.ones(x.shape, bool)
+    k_s, k_e = jax.random.split(key)
+    ens = jax.jit(functools.partial(arm_lib.arm_log_marginal_ensemble, nets.cond_apply), static_argnums=(4,))
+    arm_s = _batched(lambda a, m: ens(params["conditional"], a, m, k_s, 1), x, full, batch_size=batch_size)
+    arm_e = _batched(lambda a, m: ens(params["conditional"], a, m, k_e, num_orderings), x, full,
+                     batch_size=batch_size)
+    f0 = marginal_net.log_normalizer(nets.marg_apply, params["marginal"], d)
+    mam = _batched(lambda a, m: marginal_net.log_marginal(nets.marg_apply, params["marginal"], a, m), x, full,
+                   batch_size=1000) - float(f0)
+    to_bpd = 1.0 / (d * np.log(2.0))
+    out = {}
+    for name, ll in (("ao_arm_s", arm_s), ("ao_arm_e", arm_e), ("mam", mam)):
+        out[f"{name}_nats"] = float(-np.mean(ll))
+        out[f"{name}_bpd"] = float(-np.mean(ll) * to_bpd)
+    out["f_empty"] = float(f0)
+    return out
+
+
+def subset_agreement(nets: Nets, params: dict, x: Array, key: Array, *, num_orderings: int = 4,
+                     batch_size: int = 50) -> dict:
+    """MaM vs AO-ARM-E log-marginals of random subsets of ``x`` (one subset per example).
+
+    Returns Spearman and Pearson correlations, mean |difference| (nats) and the raw pairs.
+    """
+    from scipy import stats
+
+    k_mask, k_arm = jax.random.split(key)
+    mask = random_subsets(k_mask, x.shape[0], nets.num_dims)
+    ens = jax.jit(functools.partial(arm_lib.arm_log_marginal_ensemble, nets.cond_apply), static_argnums=(4,))
+    arm_e = _batched(lambda a, m: ens(params["conditional"], a, m, k_arm, num_orderings), x, mask,
+                     batch_size=batch_size)
+    f0 = float(marginal_net.log_normalizer(nets.marg_apply, params["marginal"], nets.num_dims))
+    mam = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], x, mask)) - f0
+    return {"spearman": float(stats.spearmanr(mam, arm_e).statistic), "pearson": float(stats.pearsonr(mam, arm_e)[0]),
+            "mean_abs_diff": float(np.mean(np.abs(mam - arm_e))), "mam": mam, "ao_arm_e": arm_e,
+            "subset_size": np.asarray(mask.sum(-1))}
+
+
+def time_queries(nets: Nets, params: dict, x: Array, mask: Array, *, min_time: float = 1.0) -> dict:
+    """Seconds to score a batch of subsets: MaM (1 network call) vs AO-ARM-S (D calls, same backbone)."""
+    mam = jax.jit(lambda p, a, m: nets.marg_apply(p, a, m))
+    arm = jax.jit(lambda p, a, m: arm_lib.arm_log_marginal_ensemble(nets.cond_apply, p, a, m, jax.random.key(0), 1))
+
+    def clock(fn, *args):
+        jax.block_until_ready(fn(*args))
+        times, start = [], time.perf_counter()
+        while len(times) < 3 or time.perf_counter() - start < min_time:
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    t_mam = clock(mam, params["marginal"], x, mask)
+    t_arm = clock(arm, params["conditional"], x, mask)
+    return {"mam_sec": t_mam, "ao_arm_sec": t_arm, "speedup": t_arm / t_mam}
+
+
+def save_image_grid(images: np.ndarray, path: str, side: int, ncol: int = 8, title: str | None = None) -> str:
+    """Saves ``[N, side*side]`` binary images as a PNG grid."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(images).reshape(-1, side, side)
+    n = images.shape[0]
+    nrow = int(np.ceil(n / ncol))
+    grid = np.ones((nrow * (side + 1), ncol * (side + 1)))
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        grid[r * (side + 1):r * (side + 1) + side, c * (side + 1):c * (side + 1) + side] = images[i]
+    fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.4, nrow * 0.6 + 0.4))
+    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def save_scatter(a: np.ndarray, b: np.ndarray, path: str, xlabel: str, ylabel: str, title: str = "") -> str:
+    """Scatter of two sets of log-likelihoods with the y = x line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(a, b, s=4, alpha=0.6)
+    lo, hi = float(min(np.min(a), np.min(b))), float(max(np.max(a), np.max(b)))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def ising_target(side: int):
+    """The paper's Ising target on bits: ``(log_f(bits [B, D]) -> [B], J, b, exact log Z)``."""
+    from mamjax.data import ising
+
+    J, b = ising.ising_params(side)
+    log_z = ising.exact_log_partition(J, b)
+    Jf, bf = jnp.asarray(J, jnp.float32), jnp.asarray(b, jnp.float32)
+
+    def log_f(bits):
+        s = 2.0 * bits.astype(jnp.float32) - 1.0
+        return jnp.einsum("...i,ij,...j->...", s, Jf, s) + s @ bf
+
+    return log_f, J, b, float(log_z)
+
+
+def ising_ground_truth(side: int, key: Array, num_samples: int = 1000, num_sweeps: int = 1000) -> Array:
+    """Ground-truth samples (bits ``[N, D] int32``) by long checkerboard Gibbs chains."""
+    from mamjax.data import ising
+
+    J, b = ising.ising_params(side)
+    spins = ising.gibbs_sample(key, J, b, num_samples, num_sweeps)
+    return ((spins + 1) // 2).astype(jnp.int32)
+
+
+def evaluate_energy_model(nets: Nets, params: dict, log_f: Callable, log_z: float, x_true: Array, key: Array, *,
+                          num_samples: int = 1000) -> dict:
+    """Ising-style evaluation with an exact log Z.
+
+    - ``nll_*_bpd``: NLL of ground-truth samples under the MaM (``-(f(x) - f(empty))``) and the
+      AO-ARM (one raster ordering), in bits/dim;
+    - ``kl_arm``: ``KL(p_phi || f/Z)`` of the AO-ARM along the raster ordering, estimated without
+      bias from its own samples (exact log-probabilities, exact log Z);
+    - ``kl_mam_plugin``: ``E_{x ~ p_phi}[f(x) - f(empty) - log f(x)] + log Z``, the same estimate
+      with the MaM's log-density plugged in.
+    """
+    d = nets.num_dims
+    raster = jnp.arange(d)
+    arm_ll = jax.jit(jax.vmap(lambda a: arm_lib.arm_log_marginal(nets.cond_apply, params["conditional"], a,
+                                                                 jnp.ones((d,), bool), raster)))
+    f0 = float(marginal_net.log_normalizer(nets.marg_apply, params["marginal"], d))
+    full = jnp.ones(x_true.shape, bool)
+    mam_true = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], x_true, full)) - f0
+    arm_true = _batched(arm_ll, x_true, batch_size=100)
+
+    def raster_sample(k):
+        keys = jax.random.split(k, num_samples)
+        x0 = jnp.zeros((d,), jnp.int32)
+        return jax.vmap(lambda kk: sampling.fill_in_order(nets.cond_apply, params["conditional"], x0,
+                                                          jnp.zeros((d,), bool), raster, kk))(keys)
+
+    xs = jax.jit(raster_sample)(key)
+    arm_s = _batched(arm_ll, xs, batch_size=100)
+    mam_s = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], xs, jnp.ones(xs.shape, bool)))
+    lf = np.asarray(log_f(xs))
+    to_bpd = 1.0 / (d * np.log(2.0))
+    return {"nll_mam_bpd": float(-np.mean(mam_true) * to_bpd), "nll_arm_bpd": float(-np.mean(arm_true) * to_bpd),
+            "kl_arm": float(np.mean(arm_s - lf) + log_z), "kl_mam_plugin": float(np.mean(mam_s - f0 - lf) + log_z),
+            "f_empty": f0, "samples": np.asarray(xs)}
