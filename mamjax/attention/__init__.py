@@ -16,14 +16,14 @@ wake-sleep with an inference network (WS-RAM) or by REINFORCE (RAM, Mnih et al. 
 from mamjax.attention.control_variates import (centered_proposal_weights, estimator_moments, prior_surrogate,
                                                total_variance)
 from mamjax.attention.glimpse import extract_glimpse, location_grid, normalized_locations
-from mamjax.attention.model import (RAM, RAMConfig, Trajectory, exact_log_likelihood, exact_posterior,
+from mamjax.attention.model import (RAM, RAMConfig, Trajectory, error_rate, exact_log_likelihood, exact_posterior,
                                     make_ram, predict, rollout, rollout_batch)
 from mamjax.attention.reinforce import reinforce_loss, reinforce_surrogate
 from mamjax.attention.rws import (bound_surrogate, effective_sample_size, iw_bound, log_importance_weights,
                                   normalized_weights, rws_surrogate, variational_bound, wsram_loss)
 
 __all__ = [
-    "RAM", "RAMConfig", "Trajectory", "bound_surrogate", "centered_proposal_weights", "effective_sample_size", "estimator_moments", "exact_log_likelihood",
+    "RAM", "RAMConfig", "Trajectory", "bound_surrogate", "centered_proposal_weights", "effective_sample_size", "error_rate", "estimator_moments", "exact_log_likelihood",
     "exact_posterior", "extract_glimpse", "iw_bound", "location_grid", "log_importance_weights", "make_ram",
     "normalized_locations", "normalized_weights", "predict", "prior_surrogate", "reinforce_loss", "reinforce_surrogate",
     "rollout", "rollout_batch", "rws_surrogate", "total_variance", "variational_bound", "wsram_loss",

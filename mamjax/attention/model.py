@@ -38,7 +38,7 @@ Params = Any
 
 __all__ = [
     "RAMConfig", "AttentionModel", "Baseline", "RAM", "Trajectory", "make_ram", "rollout",
-    "rollout_batch", "predict", "all_trajectories", "exact_log_likelihood", "exact_posterior",
+    "rollout_batch", "predict", "error_rate", "all_trajectories", "exact_log_likelihood", "exact_posterior",
 ]
 
 
@@ -285,3 +285,44 @@ def exact_posterior(ram: RAM, params: dict, image: Array, label: Array) -> tuple
     log_lik = jax.nn.log_softmax(tr.class_logits)[:, label]
     joint = tr.log_p.sum(-1) + log_lik
     return joint - logsumexp(joint), tr.log_q.sum(-1), log_lik
+
+
+def error_rate(ram: RAM, params: dict, images, labels, key: Array, *, num_samples: int = 1,
+               batch_size: int = 500) -> float:
+    """Test error of :func:`predict` (argmax of the M-sample predictive), in [0, 1].
+
+    Args:
+      images: [N, S, S] uint8 (0..255) or float in [0, 1] (numpy or jax).
+      labels: int [N].
+      key: one key; batch ``i`` uses ``fold_in(key, i)``.
+      num_samples: M trajectories per image.
+      batch_size: images per jitted call (the last partial batch is padded).
+
+    Returns:
+      The fraction of misclassified images (python float).
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    n = len(images)
+    fn = _predict_jit(ram, num_samples)
+    wrong = 0
+    for i, start in enumerate(range(0, n, batch_size)):
+        x = images[start:start + batch_size]
+        m = len(x)
+        if m < batch_size:
+            x = np.concatenate([x, np.repeat(x[-1:], batch_size - m, 0)])
+        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        pred = np.asarray(fn(params, jnp.asarray(x), jax.random.fold_in(key, i)))[:m]
+        wrong += int(np.sum(pred != labels[start:start + m]))
+    return wrong / max(n, 1)
+
+
+_PREDICT_CACHE: dict = {}
+
+
+def _predict_jit(ram: RAM, num_samples: int):
+    # Cached per (model structure, M) so repeated evaluations do not retrace.
+    k = (id(ram.model_def[0]), ram.config, num_samples)
+    if k not in _PREDICT_CACHE:
+        _PREDICT_CACHE[k] = jax.jit(
+            lambda p, x, key: jnp.argmax(predict(ram, {"model": p["model"]}, x, key, num_samples=num_samples), -1))
+    return _PREDICT_CACHE[k]

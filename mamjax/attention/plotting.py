@@ -1,0 +1,124 @@
+"""Figures for attention models: glimpse paths drawn on images, test-error curves."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mamjax.attention import glimpse as glimpse_lib
+from mamjax.attention import model as model_lib
+
+__all__ = ["plot_glimpse_paths", "plot_error_curves", "error_curve"]
+
+
+def plot_glimpse_paths(ram: model_lib.RAM, params: dict, images, key: jax.Array, path: str | os.PathLike, *,
+                       labels: Sequence[int] | None = None, title: str = "") -> str:
+    """Samples one trajectory per image from the prior and draws it (squares: the finest and
+    coarsest glimpse windows; numbers: glimpse order). Title of each panel: predicted (true) class.
+
+    Args:
+      images: [N, S, S] uint8 or float images (N <= 16 is readable).
+      path: output PNG.
+
+    Returns:
+      ``path``.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    c = ram.config
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    n = len(x)
+    traj = model_lib.rollout_batch(ram, {"model": params["model"]}, jnp.asarray(x), jnp.zeros(n, jnp.int32), key,
+                                   num_samples=1, sample_from="prior")
+    acts = np.asarray(traj.actions[:, 0])
+    pred = np.asarray(jnp.argmax(traj.class_logits[:, 0], -1))
+    centres = glimpse_lib.location_grid(c.image_size, c.grid_size)
+    cols = min(n, 8)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.1 * rows), squeeze=False)
+    colors = plt.cm.viridis(np.linspace(0, 1, c.num_glimpses))
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(x[i], cmap="gray", vmin=0, vmax=1)
+        pts = centres[acts[i]]
+        ax.plot(pts[:, 1], pts[:, 0], "-", color="red", lw=1)
+        for t, (r, col) in enumerate(pts):
+            for s in (0, c.num_scales - 1):
+                side = c.patch * 2 ** s
+                ax.add_patch(Rectangle((col - side // 2 - 0.5, r - side // 2 - 0.5), side, side, fill=False,
+                                       ec=colors[t], lw=1.5 if s == 0 else 0.5))
+            ax.text(col, r, str(t + 1), color="yellow", fontsize=7, ha="center", va="center")
+        ax.set_xlim(-0.5, c.image_size - 0.5)
+        ax.set_ylim(c.image_size - 0.5, -0.5)
+        truth = f" ({int(labels[i])})" if labels is not None else ""
+        ax.set_title(f"{pred[i]}{truth}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return os.fspath(path)
+
+
+def error_curve(records: list[dict], steps_per_epoch: int, key: str = "eval/error") -> dict[str, np.ndarray]:
+    """Test error against epochs and training seconds from ``train.fit`` metric records.
+
+    Seconds are cumulative *training* time, ``sum (steps in interval) / steps_per_sec``,
+    so evaluation time is excluded (the first interval includes compilation).
+
+    Returns:
+      {"epoch": [n], "seconds": [n], "error": [n]} for the records holding ``key``.
+    """
+    seconds, last_step, out = 0.0, 0, {"epoch": [], "seconds": [], "error": []}
+    for r in records:
+        if "steps_per_sec" in r:
+            seconds += (r["step"] - last_step) / max(r["steps_per_sec"], 1e-9)
+            last_step = r["step"]
+        if key in r:
+            out["epoch"].append(r["step"] / steps_per_epoch)
+            out["seconds"].append(seconds)
+            out["error"].append(r[key])
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def plot_error_curves(curves: dict[str, dict[str, np.ndarray]], path: str | os.PathLike, *,
+                      title: str = "", reference: dict[str, float] | None = None) -> str:
+    """Test error (%) against epochs and wall-clock seconds, one line per run.
+
+    Args:
+      curves: name -> output of :func:`error_curve`.
+      reference: optional name -> published error in percent, drawn as horizontal lines.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name, cur in curves.items():
+        axes[0].plot(cur["epoch"], 100 * cur["error"], marker=".", label=name)
+        axes[1].plot(cur["seconds"], 100 * cur["error"], marker=".", label=name)
+    for ax, xl in zip(axes, ("epochs", "training seconds (CPU)")):
+        for name, val in (reference or {}).items():
+            ax.axhline(val, ls=":", color="gray")
+            ax.text(ax.get_xlim()[0], val, f" {name}", fontsize=7, va="bottom", color="gray")
+        ax.set_xlabel(xl)
+        ax.set_ylabel("test error (%)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return os.fspath(path)
