@@ -90,7 +90,7 @@ def run_gp(args):
     results, histories = [], {}
     for obj in OBJECTIVES:
         name = objectives.objective_name(obj)
-        params = {"log_lengthscale": jnp.array(0.0), "log_variance": jnp.array(0.0), "log_noise": jnp.array(-1.0)}
+        params = {"log_lengthscale": jnp.zeros(()), "log_variance": jnp.zeros(()), "log_noise": -jnp.ones(())}
         step = train.make_train_step(objectives.gp_loss(obj, t, "rbf", args.masks), optimizer)
         state, history = train.fit(step, train.TrainState.create(params, optimizer), _full_batch(y),
                                    num_steps=args.gp_steps, key=k_train, workdir=os.path.join(args.workdir, f"gp_{name}"),
