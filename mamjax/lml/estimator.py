@@ -62,7 +62,8 @@ class MPTEstimate(NamedTuple):
     Attributes:
       value: ``[]``/``[B]`` estimate of ``log p(x)``: ``D * mean_r s_{M_r}``; with all
         sizes ``M = 1..D`` this is ``sum_M s_M``, the log marginal likelihood.
-      stderr: standard error of ``value`` (0 when every size was enumerated).
+      stderr: standard error of ``value`` (0 when every size was enumerated; ``inf`` when a
+        Monte Carlo size has K = 1 mask, where the spread cannot be estimated).
       per_size: ``[R]``/``[B, R]`` the per-size scores ``s_{M_r}``.
       per_size_stderr: their standard errors.
       num_hidden: ``[R] int`` mask sizes M_r.
