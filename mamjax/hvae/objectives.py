@@ -172,6 +172,7 @@ def evaluate(apply: Apply, params, state, images, key: jax.Array, *, num_samples
     n = x.shape[0]
     if n == 0:
         raise ValueError("`images` is empty.")
+    batch_size = min(int(batch_size), n)  # no padding beyond the data
     fn = _eval_fns(apply, int(num_samples))
     sums = None
     for i, start in enumerate(range(0, n, batch_size)):
