@@ -63,7 +63,7 @@ def main(argv=None):
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for s, c in enumerate(curves):
-        ax.bar(rates, c, width=1.0 / args.dim, alpha=0.08, color=f"C{s}")
+        ax.fill_between(rates, c, 0.0, alpha=0.06, color=f"C{s}", step="mid")
         ax.plot(rates, c, lw=2, alpha=0.8, color=f"C{s}", label=f"seed {s}: area {c.sum():.2f}")
     ax.set_xlabel("mask rate M / D")
     ax.set_ylabel("MPT score s_M (nats per masked token)")
