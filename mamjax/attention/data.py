@@ -96,7 +96,7 @@ def cluttered(digits: np.ndarray, labels: np.ndarray, *, size: int = 60, num_clu
 
 
 def load(kind: str, split: str, *, size: int = 60, seed: int | None = None, num_examples: int | None = None,
-         **kwargs) -> dict:
+         resolution: int = 28, **kwargs) -> dict:
     """Translated / cluttered MNIST built from ``mamjax.data.load("mnist", split)``.
 
     Args:
@@ -105,6 +105,7 @@ def load(kind: str, split: str, *, size: int = 60, seed: int | None = None, num_
       size: canvas side.
       seed: generation seed (default: 0 for train, 1 for test).
       num_examples: keep the first N digits of the split (None: all).
+      resolution: digit side (28, or e.g. 14 for 2x2-pooled digits on small canvases).
       **kwargs: passed to :func:`cluttered`.
 
     Returns:
@@ -113,7 +114,7 @@ def load(kind: str, split: str, *, size: int = 60, seed: int | None = None, num_
     makers = {"translated": translated, "cluttered": cluttered}
     if kind not in makers:
         raise ValueError(f"`kind` must be one of {sorted(makers)}; got {kind!r}.")
-    mnist = _load_mnist(split)
+    mnist = _load_mnist(split, resolution)
     digits, labels = mnist["image"], mnist["label"]
     if num_examples is not None:
         digits, labels = digits[:num_examples], labels[:num_examples]
@@ -121,11 +122,11 @@ def load(kind: str, split: str, *, size: int = 60, seed: int | None = None, num_
     return makers[kind](digits, labels, size=size, seed=seed, **kwargs)
 
 
-def _load_mnist(split: str) -> dict:
+def _load_mnist(split: str, resolution: int = 28) -> dict:
     from mamjax import data as data_lib  # lazy: the data package reads files on first use
 
     if hasattr(data_lib, "load"):
-        return data_lib.load("mnist", split)
+        return data_lib.load("mnist", split, resolution=resolution)
     from mamjax.data import mnist as mnist_lib
 
-    return mnist_lib.load_mnist(split)
+    return mnist_lib.load_mnist(split, resolution=resolution)

@@ -12,7 +12,7 @@ import numpy as np
 from mamjax.attention import glimpse as glimpse_lib
 from mamjax.attention import model as model_lib
 
-__all__ = ["plot_glimpse_paths", "plot_error_curves", "error_curve"]
+__all__ = ["plot_glimpse_paths", "plot_error_curves", "error_curve", "budget_curve"]
 
 
 def plot_glimpse_paths(ram: model_lib.RAM, params: dict, images, key: jax.Array, path: str | os.PathLike, *,
@@ -36,8 +36,9 @@ def plot_glimpse_paths(ram: model_lib.RAM, params: dict, images, key: jax.Array,
     x = np.asarray(images)
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     n = len(x)
-    traj = model_lib.rollout_batch(ram, {"model": params["model"]}, jnp.asarray(x), jnp.zeros(n, jnp.int32), key,
-                                   num_samples=1, sample_from="prior")
+    sample = jax.jit(lambda p, im, k: model_lib.rollout_batch(ram, {"model": p}, im, jnp.zeros(n, jnp.int32), k,
+                                                              num_samples=1, sample_from="prior"))
+    traj = sample(params["model"], jnp.asarray(x), key)
     acts = np.asarray(traj.actions[:, 0])
     pred = np.asarray(jnp.argmax(traj.class_logits[:, 0], -1))
     centres = glimpse_lib.location_grid(c.image_size, c.grid_size)
@@ -89,6 +90,13 @@ def error_curve(records: list[dict], steps_per_epoch: int, key: str = "eval/erro
             out["seconds"].append(seconds)
             out["error"].append(r[key])
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def budget_curve(curve: list[dict], steps_per_epoch: int, key: str = "error") -> dict[str, np.ndarray]:
+    """Converts the ``curve`` of :func:`mamjax.attention.training.fit_for_seconds` to the
+    arrays of :func:`error_curve` ({"epoch", "seconds", "error"})."""
+    return {"epoch": np.array([c["step"] / steps_per_epoch for c in curve]),
+            "seconds": np.array([c["seconds"] for c in curve]), "error": np.array([c[key] for c in curve])}
 
 
 def plot_error_curves(curves: dict[str, dict[str, np.ndarray]], path: str | os.PathLike, *,

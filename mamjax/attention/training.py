@@ -46,7 +46,8 @@ def make_method(method: str, config: model_lib.RAMConfig, key: jax.Array, *, num
 def fit_for_seconds(step_fn, state: train.TrainState, stream, *, seconds: float, key: jax.Array,
                     eval_fn=None, chunk: int = 100, max_steps: int = 10 ** 9, **fit_kwargs):
     """Trains with :func:`mamjax.train.fit` in chunks of ``chunk`` steps until ``seconds`` of
-    *training* time have passed, evaluating between chunks (evaluation time not counted).
+    *training* time have passed (at least one chunk), evaluating between chunks (evaluation
+    time not counted).
 
     Args:
       step_fn, state, stream, key: as for ``train.fit``.
@@ -63,11 +64,13 @@ def fit_for_seconds(step_fn, state: train.TrainState, stream, *, seconds: float,
     fit_kwargs.setdefault("log_every", chunk)
     used = 0.0
     curve = [{"step": int(state.step), "seconds": 0.0, **(eval_fn(state) if eval_fn else {})}]
-    while used < seconds and int(state.step) < max_steps:
+    while int(state.step) < max_steps:  # at least one chunk, then until the budget is used
         target = min(int(state.step) + chunk, max_steps)
         t0 = time.perf_counter()
         state, _ = train.fit(step_fn, state, stream, num_steps=target, key=key, **fit_kwargs)
         jax.block_until_ready(state.params)
         used += time.perf_counter() - t0
         curve.append({"step": int(state.step), "seconds": used, **(eval_fn(state) if eval_fn else {})})
+        if used >= seconds:
+            break
     return state, curve
