@@ -1,0 +1,200 @@
+"""The TimeVQVAE + MaskGIT (+ ESS) pipeline as plain functions with checkpoint/resume.
+
+``train_tokenizer`` -> ``tokenize`` -> ``train_prior`` -> ``generate`` (naive or
+ESS) -> ``evaluate`` (FID / IS / CAS with an FCN trained on the real training
+set). Every training stage goes through :func:`mamjax.train.fit`, so with a
+``workdir`` each stage is checkpointed with Orbax and a rerun resumes (or, when
+finished, restores) it. Examples, benchmarks and notebooks call these.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from mamjax import nn as nn_lib
+from mamjax import train as train_lib
+from mamjax.data.stream import BatchStream
+from mamjax.maskgit import fcn as fcn_lib
+from mamjax.maskgit import metrics as metrics_lib
+from mamjax.maskgit import prior as prior_lib
+from mamjax.maskgit import sample as sample_lib
+from mamjax.maskgit import tokenizer as tok_lib
+
+__all__ = ["TokenizerBundle", "PriorBundle", "default_downsampling", "train_tokenizer", "tokenize",
+           "train_prior", "make_sampler", "generate", "train_classifier", "evaluate", "run_all"]
+
+
+class TokenizerBundle(NamedTuple):
+    params: Any
+    fns: dict
+    len_l: int
+    len_h: int
+    num_codes: int
+
+
+class PriorBundle(NamedTuple):
+    apply_l: Callable
+    apply_h: Callable
+    params: dict
+    num_classes: int
+
+
+def _sub(workdir, name):
+    return None if workdir is None else os.path.join(workdir, name)
+
+
+def default_downsampling(length: int, n_fft: int = 8, hop: int = 2, target_l: int = 10,
+                         target_h: int = 20) -> tuple[int, int]:
+    """Stride-2 downsamplings giving about ``target_l`` / ``target_h`` tokens per band."""
+    f = tok_lib.num_frames(length, n_fft, hop)
+    return (max(0, round(math.log2(f / target_l))), max(0, round(math.log2(f / target_h))))
+
+
+def train_tokenizer(x: np.ndarray, *, num_steps: int = 1000, batch_size: int = 32, learning_rate: float = 1e-3,
+                    hidden: int = 64, code_dim: int = 16, num_codes: int = 32, down_l: int | None = None,
+                    down_h: int | None = None, n_fft: int = 8, hop: int = 2, seed: int = 0, workdir=None,
+                    progress: bool | None = None) -> tuple[TokenizerBundle, list]:
+    """Stage 1: the STFT VQ-VAE on ``x [N, T]``. Returns the bundle and the metric history."""
+    length = x.shape[1]
+    dl, dh = default_downsampling(length, n_fft, hop)
+    module = tok_lib.Tokenizer(length, n_fft=n_fft, hop=hop, hidden=hidden, code_dim=code_dim, num_codes=num_codes,
+                               down_l=dl if down_l is None else down_l, down_h=dh if down_h is None else down_h,
+                               rngs=nnx.Rngs(seed))
+    params, fns = tok_lib.tokenizer_functions(module)
+    opt = optax.adam(learning_rate)
+    step = train_lib.make_train_step(lambda p, b, k: fns["loss"](p, b), opt)
+    state = train_lib.TrainState.create(params, opt)
+    stream = BatchStream(np.asarray(x, np.float32), min(batch_size, len(x)), seed=seed)
+    state, hist = train_lib.fit(step, state, stream, num_steps=num_steps, key=jax.random.key(seed),
+                                workdir=_sub(workdir, "tokenizer"), save_every=max(1, num_steps // 2),
+                                log_every=max(1, num_steps // 10), desc="tokenizer", progress=progress)
+    return TokenizerBundle(state.params, fns, module.len_l, module.len_h, num_codes), hist
+
+
+def tokenize(tok: TokenizerBundle, x: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """``x [N, T] -> (codes_l [N, N_l], codes_h [N, N_h])`` numpy int32."""
+    fn = jax.jit(tok.fns["tokenize"])
+    out = [fn(tok.params, jnp.asarray(x[i:i + batch_size], jnp.float32)) for i in range(0, len(x), batch_size)]
+    return (np.concatenate([np.asarray(a) for a, _ in out]), np.concatenate([np.asarray(b) for _, b in out]))
+
+
+def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, num_classes: int, *,
+                num_codes: int, num_steps: int = 2000, batch_size: int = 32, learning_rate: float = 1e-3,
+                dim: int = 64, depth: int = 2, num_heads: int = 4, p_uncond: float = 0.2, seed: int = 0,
+                workdir=None, progress: bool | None = None) -> tuple[PriorBundle, list]:
+    """Stage 2: the two class-conditional MaskGIT priors."""
+    pri = prior_lib.make_priors(num_codes, codes_l.shape[1], codes_h.shape[1], num_classes=num_classes, dim=dim,
+                                depth=depth, num_heads=num_heads, rngs=nnx.Rngs(seed + 1))
+    (apply_l, p_l), (apply_h, p_h) = nn_lib.functional(pri["lf"]), nn_lib.functional(pri["hf"])
+    params = {"lf": p_l, "hf": p_h}
+    opt = optax.adamw(learning_rate, weight_decay=1e-2)
+    loss = lambda p, b, k: prior_lib.prior_loss(apply_l, apply_h, num_codes, p, b, k, num_classes=num_classes,
+                                                p_uncond=p_uncond)
+    step = train_lib.make_train_step(loss, opt)
+    state = train_lib.TrainState.create(params, opt)
+    data = {"codes_l": codes_l.astype(np.int32), "codes_h": codes_h.astype(np.int32), "label": labels.astype(np.int32)}
+    stream = BatchStream(data, min(batch_size, len(codes_l)), seed=seed)
+    state, hist = train_lib.fit(step, state, stream, num_steps=num_steps, key=jax.random.key(seed + 1),
+                                workdir=_sub(workdir, "prior"), save_every=max(1, num_steps // 2),
+                                log_every=max(1, num_steps // 10), desc="prior", progress=progress)
+    return PriorBundle(apply_l, apply_h, state.params, num_classes), hist
+
+
+def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_size: int, num_steps: int = 10,
+                 temperature_l: float = 4.0, temperature_h: float = 4.0, guidance_scale: float = 1.0,
+                 schedule: str = "cosine"):
+    """A jitted ``sampler(key, labels [batch_size]) -> x [batch_size, T]`` for ``method`` in {naive, ess}."""
+    codebook_l = tok.fns["codebooks"](tok.params)[0]
+
+    def run(tok_params, params, cb, key, labels):
+        return sample_lib.sample_series(
+            tok.fns["detokenize"], tok_params, pri.apply_l, pri.apply_h, params, key, codebook_l=cb,
+            num_codes=tok.num_codes, len_l=tok.len_l, len_h=tok.len_h, labels=labels, batch_size=batch_size,
+            method=method, num_steps=num_steps, schedule=schedule, temperature_l=temperature_l,
+            temperature_h=temperature_h, guidance_scale=guidance_scale, null_label=pri.num_classes)
+
+    jitted = jax.jit(run)
+    return lambda key, labels: jitted(tok.params, pri.params, codebook_l, key, labels)
+
+
+def generate(sampler: Callable, labels: np.ndarray, key: jax.Array, batch_size: int,
+             progress: bool | None = None) -> np.ndarray:
+    """Samples one series per label with ``sampler`` in fixed-size chunks (last chunk padded)."""
+    if progress is None:
+        progress = not os.environ.get("CI")
+    labels = np.asarray(labels, np.int32)
+    out = []
+    for i in tqdm(range(0, len(labels), batch_size), desc="sample", disable=not progress):
+        chunk = labels[i:i + batch_size]
+        padded = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[0], np.int32)])
+        out.append(np.asarray(sampler(jax.random.fold_in(key, i), jnp.asarray(padded)))[:len(chunk)])
+    return np.concatenate(out)
+
+
+def train_classifier(x: np.ndarray, labels: np.ndarray, num_classes: int, *, num_steps: int = 500, seed: int = 0,
+                     workdir=None, progress: bool | None = None) -> fcn_lib.Classifier:
+    """The FCN behind FID / IS, trained on real data (checkpointed in ``workdir/fcn``)."""
+    return fcn_lib.train_fcn(x, labels, num_classes, num_steps=num_steps, seed=seed, workdir=_sub(workdir, "fcn"),
+                             progress=progress)
+
+
+def evaluate(clf: fcn_lib.Classifier, x_gen: np.ndarray, y_gen: np.ndarray, x_train: np.ndarray,
+             x_test: np.ndarray, y_test: np.ndarray, num_classes: int, *, cas_steps: int = 300, seed: int = 0,
+             workdir=None, progress: bool | None = None) -> dict:
+    """FID (generated vs real test), IS, CAS, the real-vs-real FID floor (train vs test) and real-test IS."""
+    probs_gen, f_gen = fcn_lib.predict(clf, x_gen)
+    probs_test, f_test = fcn_lib.predict(clf, x_test)
+    _, f_train = fcn_lib.predict(clf, x_train)
+    cas = metrics_lib.classification_accuracy_score(x_gen, y_gen, x_test, y_test, num_classes, num_steps=cas_steps,
+                                                    seed=seed, workdir=workdir, progress=progress)
+    return {"fid": metrics_lib.fid(f_gen, f_test), "is": metrics_lib.inception_score(probs_gen), "cas": cas,
+            "fid_floor": metrics_lib.fid(f_train, f_test), "is_real": metrics_lib.inception_score(probs_test),
+            "clf_test_acc": float(np.mean(probs_test.argmax(1) == y_test))}
+
+
+def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_steps: int = 1000,
+            prior_steps: int = 2000, fcn_steps: int = 500, cas_steps: int = 300, num_samples: int | None = None,
+            sample_batch: int = 128, num_decode_steps: int = 10, temperature: float = 4.0,
+            guidance_scale: float = 1.0, methods=("naive", "ess"), prior_dim: int = 64, prior_depth: int = 2,
+            progress: bool | None = None) -> dict:
+    """All stages on ``train`` / ``test`` = ``{"x": [N, T], "label": [N]}``.
+
+    Generates class-conditionally one series per test label (``num_samples`` of them,
+    cycling through the test labels), for each method in ``methods``.
+
+    Returns:
+      ``{"tokenizer", "prior", "classifier", "samplers", "generated": {method: (x, y)},
+      "scores": {method: evaluate(...) dict}, "history": {stage: metric list}}``.
+    """
+    x_tr, y_tr = np.asarray(train["x"], np.float32), np.asarray(train["label"], np.int32)
+    x_te, y_te = np.asarray(test["x"], np.float32), np.asarray(test["label"], np.int32)
+    num_classes = int(max(y_tr.max(), y_te.max())) + 1
+    tok, h_tok = train_tokenizer(x_tr, num_steps=tokenizer_steps, seed=seed, workdir=workdir, progress=progress)
+    codes_l, codes_h = tokenize(tok, x_tr)
+    pri, h_pri = train_prior(codes_l, codes_h, y_tr, num_classes, num_codes=tok.num_codes, num_steps=prior_steps,
+                             dim=prior_dim, depth=prior_depth, seed=seed, workdir=workdir, progress=progress)
+    clf = train_classifier(x_tr, y_tr, num_classes, num_steps=fcn_steps, seed=seed, workdir=workdir,
+                           progress=progress)
+    n = len(y_te) if num_samples is None else num_samples
+    y_gen = np.resize(y_te, n)
+    out = {"tokenizer": tok, "prior": pri, "classifier": clf, "samplers": {}, "generated": {}, "scores": {},
+           "history": {"tokenizer": h_tok, "prior": h_pri}, "num_classes": num_classes}
+    for i, method in enumerate(methods):
+        sampler = make_sampler(tok, pri, method=method, batch_size=min(sample_batch, n), num_steps=num_decode_steps,
+                               temperature_l=temperature, temperature_h=temperature, guidance_scale=guidance_scale)
+        x_gen = generate(sampler, y_gen, jax.random.fold_in(jax.random.key(seed), 1000 + i),
+                         min(sample_batch, n), progress=progress)
+        out["samplers"][method] = sampler
+        out["generated"][method] = (x_gen, y_gen)
+        out["scores"][method] = evaluate(clf, x_gen, y_gen, x_tr, x_te, y_te, num_classes, cas_steps=cas_steps,
+                                         seed=seed, workdir=_sub(workdir, f"cas_{method}"), progress=progress)
+    return out
