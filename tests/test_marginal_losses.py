@@ -10,11 +10,14 @@ import pytest
 from mamjax import masks
 from mamjax.marginal import exact, losses, marginal_net
 
+# Fast compilation for test-sized programs: XLA's expensive passes cost more than they save here.
+_FAST = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
 D, K = 5, 3
 
 # Jit every call: eager op-by-op dispatch under jax_debug_nans is what makes tests slow.
-_penalty = jax.jit(losses.self_consistency_penalty, static_argnums=(0, 1))
-_errors = jax.jit(losses.self_consistency_errors, static_argnums=(0, 1))
+_penalty = jax.jit(losses.self_consistency_penalty, compiler_options=_FAST, static_argnums=(0, 1))
+_errors = jax.jit(losses.self_consistency_errors, compiler_options=_FAST, static_argnums=(0, 1))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,8 @@ def test_mle_and_joint_losses_with_chains(exact_pair):
     x = _data(jax.random.key(5), 16)
     chains = _data(jax.random.key(6), 8)
     params = {"marginal": table, "conditional": table}
-    mle = jax.jit(functools.partial(losses.mle_loss, marg, cond, chain_weight=0.5, gibbs_steps=2))
+    mle = jax.jit(functools.partial(losses.mle_loss, marg, cond, chain_weight=0.5, gibbs_steps=2),
+                  compiler_options=_FAST)
     loss, (metrics, new_chains) = mle(params, chains, x, jax.random.key(7))
     assert float(loss) < 1e-8 and new_chains.shape == chains.shape
     # Gibbs re-samples at most 2 positions per chain.
@@ -83,7 +87,7 @@ def test_energy_loss_reward_is_standardized(exact_pair):
         return jnp.sum(x, -1).astype(jnp.float32)
     params = {"marginal": table, "conditional": table}
     chains = _data(jax.random.key(8), 32)
-    eb = jax.jit(functools.partial(losses.energy_loss, marg, cond, log_f))
+    eb = jax.jit(functools.partial(losses.energy_loss, marg, cond, log_f), compiler_options=_FAST)
     loss, (metrics, new_chains) = eb(params, chains, None, jax.random.key(9))
     # An exact pair has zero penalty, so the loss is the REINFORCE surrogate alone.
     np.testing.assert_allclose(loss, metrics["reinforce"], atol=1e-4)
@@ -100,7 +104,7 @@ def test_log_marginal_vmap_over_masks_equals_loop():
     many = marginal_net.log_marginal_many_masks(apply, params, x, mks)  # [3, 7]
     broadcast = marginal_net.log_marginal(apply, params, x[:, None, :], mks[None, :, :])  # [3, 7]
     assert many.shape == broadcast.shape == (3, 7)
-    single = jax.jit(lambda xi, mi: apply(params, xi[None], mi[None])[0])
+    single = jax.jit(lambda xi, mi: apply(params, xi[None], mi[None])[0], compiler_options=_FAST)
     loop = np.array([[float(single(x[b], mks[m])) for m in range(7)] for b in range(3)])
     np.testing.assert_allclose(many, loop, atol=1e-5)
     np.testing.assert_allclose(broadcast, loop, atol=1e-5)

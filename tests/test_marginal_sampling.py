@@ -9,6 +9,9 @@ import pytest
 
 from mamjax.marginal import exact, sampling
 
+# Fast compilation for test-sized programs: XLA's expensive passes cost more than they save here.
+_FAST = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
 D = 4
 
 
@@ -33,7 +36,8 @@ def _tv(samples, probs):
 
 def test_ancestral_samples_follow_the_distribution(teacher):
     cond, log_p, _ = teacher
-    x = jax.jit(functools.partial(sampling.sample, cond), static_argnums=(2, 3))(log_p, jax.random.key(1), 6000, D)
+    sample = jax.jit(functools.partial(sampling.sample, cond), compiler_options=_FAST, static_argnums=(2, 3))
+    x = sample(log_p, jax.random.key(1), 6000, D)
     # TV of 6000 draws over 16 states: ~0.02 expected; 0.05 leaves a wide margin.
     assert _tv(x, np.exp(np.asarray(log_p))) < 0.05
 
@@ -43,7 +47,7 @@ def test_conditional_sampling_keeps_observed_and_follows_conditional(teacher):
     n = 6000
     x0 = jnp.broadcast_to(jnp.array([1, 0, 1, 0], jnp.int32), (n, D))
     mask = jnp.broadcast_to(jnp.array([True, False, False, True]), (n, D))
-    x = jax.jit(functools.partial(sampling.conditional_sample, cond, num_steps=2))(log_p, x0, mask,
+    x = jax.jit(functools.partial(sampling.conditional_sample, cond, num_steps=2), compiler_options=_FAST)(log_p, x0, mask,
                                                                                      jax.random.key(2))
     x = np.asarray(x)
     assert np.all(x[:, 0] == 1) and np.all(x[:, 3] == 0)
@@ -53,9 +57,9 @@ def test_conditional_sampling_keeps_observed_and_follows_conditional(teacher):
 
 def test_gibbs_step_leaves_the_distribution_invariant_and_mixes(teacher):
     cond, log_p, states = teacher
-    step = jax.jit(functools.partial(sampling.gibbs_step, cond, num_resample=2))
+    step = functools.partial(sampling.gibbs_step, cond, num_resample=2)
 
-    @functools.partial(jax.jit, static_argnums=2)
+    @functools.partial(jax.jit, static_argnums=2, compiler_options=_FAST)
     def run(x, key, n):
         return jax.lax.fori_loop(0, n, lambda i, xc: step(log_p, xc, jax.random.fold_in(key, i)), x)
     exact_draws = jnp.asarray(states)[jax.random.categorical(jax.random.key(4), log_p, shape=(6000,))]

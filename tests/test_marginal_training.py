@@ -6,11 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from jax.scipy.special import logsumexp
 
 import mamjax.marginal as mm
 from mamjax.marginal import exact
+
+# Fast compilation for test-sized programs: XLA's expensive passes cost more than they save here.
+_FAST = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def _train(loss_fn, params, optimizer, model_state, batches, key, num_steps):
@@ -19,7 +21,7 @@ def _train(loss_fn, params, optimizer, model_state, batches, key, num_steps):
     state = train.TrainState.create(params, optimizer, model_state=model_state)
     step = train.make_train_step(loss_fn, optimizer, stateful=True, jit=False)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=_FAST)
     def run(state):
         def body(st, i):
             st, metrics = step(st, batches(i), jax.random.fold_in(key, i))
@@ -63,7 +65,7 @@ def test_distilled_mam_matches_ao_arm_chain_rule_marginals():
     mam = mam - mm.log_normalizer(marg_apply, mp, d)
     ordering = jnp.arange(d)
     teacher = jax.jit(jax.vmap(jax.vmap(functools.partial(mm.arm_log_marginal, cond, log_p), in_axes=(None, 0, None)),
-                               in_axes=(0, None, None)))(states, all_masks, ordering)
+                               in_axes=(0, None, None)), compiler_options=_FAST)(states, all_masks, ordering)
     np.testing.assert_allclose(teacher, jax.vmap(lambda m: exact.table_log_marginal(
         table, states, jnp.broadcast_to(m, states.shape)))(all_masks).T, atol=1e-4)
     full = mam[:, -1]
