@@ -29,7 +29,7 @@ def test_exact_enumeration_reproduces_ppca_lml_d10():
         assert est.per_size.shape == (3, 10)
 
 
-@pytest.mark.parametrize("kernel", ["rbf", "matern32"])
+@pytest.mark.parametrize("kernel", ["rbf", pytest.param("matern32", marks=pytest.mark.slow)])
 def test_exact_enumeration_reproduces_gp_lml(kernel):
     with jax.enable_x64(True):
         t = jnp.linspace(0.0, 4.0, 7)

@@ -5,6 +5,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mamjax import lml
 from mamjax.lml import linear_vae
@@ -39,6 +40,7 @@ def test_conditionals_by_enumeration_and_exact_mpt_equals_grid_lml():
         np.testing.assert_allclose(est.value, lml.linear_vae_lml(params, xs, grid), atol=1e-10)
 
 
+@pytest.mark.slow
 def test_elbo_shapes_and_bound_on_a_fine_grid():
     d = 6
     params = linear_vae.init_params(jax.random.key(0), d)
