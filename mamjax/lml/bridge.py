@@ -19,6 +19,13 @@ Example (MaskGIT transformer ``apply(params, tokens[B,L], mask[B,L]) -> [B,L,V]`
     est = mpt_log_likelihood(categorical_cond_logpdf(logits_fn), tokens, key, 8)
     est.value, est.stderr   # [B] nats per sequence
 
+With ``mamjax.marginal`` (AO-ARM conditional net ``cond_apply`` and marginal net ``marg_apply``)::
+
+    from mamjax import marginal
+    arm_cond = lambda x, m: marginal.conditional_log_probs(cond_apply, cparams, x[None], m[None])[0]
+    mam_cond = marginal_cond_logpdf(lambda x, m: marginal.log_marginal(marg_apply, mparams, x, m))
+    mpt_log_likelihood(arm_cond, x_test, key, 8)   # or mam_cond; the normaliser f(empty) cancels
+
 When the conditionals come from one joint, ``est.value`` is an unbiased
 estimate of ``log p(x)`` (exact if every mask size is enumerated). A network
 whose conditionals are not mutually consistent defines no single joint; then
