@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mamjax import masks
-from mamjax.marginal import exact, losses, marginal_net
+from mamjax.marginal import arm, exact, losses, marginal_net
 
 # Fast compilation for test-sized programs: XLA's expensive passes cost more than they save here.
 _FAST = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -78,6 +78,22 @@ def test_mle_and_joint_losses_with_chains(exact_pair):
         losses.mle_loss(marg, cond, params, None, x, jax.random.key(7), chain_weight=0.5)
     with pytest.raises(ValueError, match="chain_weight"):
         losses.mle_loss(marg, cond, params, chains, x, jax.random.key(7), chain_weight=1.5)
+
+
+def test_joint_loss_is_arm_nll_plus_weighted_penalty(exact_pair):
+    marg, cond, table = exact_pair
+    x = _data(jax.random.key(20), 16)
+    params = {"marginal": table, "conditional": table}
+    key = jax.random.key(21)
+
+    def shifted(tab, x, mask):  # every self-consistency error is exactly -0.3; f(empty) stays 0
+        return marg(tab, x, mask) + 0.3 * jnp.sum(mask, -1).astype(jnp.float32)
+    joint = jax.jit(functools.partial(losses.joint_loss, shifted, cond, penalty_weight=2.0), compiler_options=_FAST)
+    loss, (metrics, _) = joint(params, None, x, key)
+    nll, _ = arm.arm_loss(cond, table, x, jax.random.split(key)[0])
+    np.testing.assert_allclose(metrics["arm_nll"], nll, rtol=1e-5)
+    np.testing.assert_allclose(metrics["penalty"], D * 0.09, rtol=1e-4)
+    np.testing.assert_allclose(loss, nll + 2.0 * D * 0.09, rtol=1e-5)
 
 
 def test_energy_loss_reward_is_standardized(exact_pair):

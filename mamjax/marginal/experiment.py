@@ -71,7 +71,8 @@ def mnist_arrays(resolution: int = 14, binarization: str = "static", num_test: i
     return tr, (te if num_test is None else te[:num_test])
 
 
-def _partition(params: dict, trainable: str) -> optax.GradientTransformation:
+def _partition(params: dict, trainable: str) -> dict:
+    """optax.multi_transform labels: 'train' for ``params[trainable]``, 'freeze' elsewhere."""
     return {k: jax.tree.map(lambda _: ("train" if k == trainable else "freeze"), v) for k, v in params.items()}
 
 
@@ -108,7 +109,7 @@ def mam_stage(nets: Nets, params: dict, init_chains: Array | None, lr: float = 1
     def loss_fn(p, chains, batch, key):
         return loss(p, chains, batch.astype(jnp.int32), key)
 
-    chains = None if init_chains is None else jnp.asarray(init_chains, jnp.int32)
+    chains = None if init_chains is None else jnp.array(init_chains, jnp.int32)  # a copy: the step donates it
     return (train.make_train_step(loss_fn, opt, stateful=True),
             train.TrainState.create(params, opt, model_state=chains))
 
@@ -120,7 +121,7 @@ def energy_stage(nets: Nets, log_f: Callable[[Array], Array], init_chains: Array
     loss_fn = functools.partial(losses.energy_loss, nets.marg_apply, nets.cond_apply, log_f, alpha=alpha,
                                 gibbs_steps=gibbs_steps)
     return (train.make_train_step(loss_fn, opt, stateful=True),
-            train.TrainState.create(nets.params, opt, model_state=jnp.asarray(init_chains, jnp.int32)))
+            train.TrainState.create(nets.params, opt, model_state=jnp.array(init_chains, jnp.int32)))
 
 
 def random_subsets(key: Array, num: int, num_dims: int) -> Array:
