@@ -92,8 +92,12 @@ def predict(clf: Classifier, x: np.ndarray, batch_size: int = 256) -> tuple[np.n
     fn = jax.jit(lambda p, s, xb: clf.apply(p, s, xb, False)[0])
     probs, feats = [], []
     x = np.asarray(x, np.float32)
+    batch_size = min(batch_size, len(x))
     for i in range(0, len(x), batch_size):
-        logits, f = fn(clf.params, clf.state, x[i:i + batch_size])
-        probs.append(np.asarray(jax.nn.softmax(logits, -1)))
-        feats.append(np.asarray(f))
+        xb = x[i:i + batch_size]
+        n = len(xb)  # pad the last chunk: one compiled shape
+        xb = np.concatenate([xb, np.zeros((batch_size - n, x.shape[1]), np.float32)])
+        logits, f = fn(clf.params, clf.state, xb)
+        probs.append(np.asarray(jax.nn.softmax(logits, -1))[:n])
+        feats.append(np.asarray(f)[:n])
     return np.concatenate(probs), np.concatenate(feats)
