@@ -69,14 +69,15 @@ def main(argv=None, data=None):
     for obj in OBJECTIVES:
         name = objectives.objective_name(obj)
         params = linear_vae.init_params(k_init, x.shape[1])
-        step = train.make_train_step(objectives.linear_vae_loss(obj, grid, args.masks), optimizer)
-        state, history = train.fit(step, train.TrainState.create(params, optimizer), lambda s: {"x": x},
-                                   num_steps=args.steps, key=k_train, workdir=os.path.join(args.workdir, name),
-                                   save_every=max(args.steps // 3, 1), log_every=max(args.steps // 40, 1),
-                                   desc=f"linear VAE {name}")
-        histories[name] = history
-        final = float(jnp.mean(lml.linear_vae_lml(state.params, x, grid)))
-        rows.append((name, history[-1]["objective"], final))
+        loss_fn = objectives.linear_vae_loss(obj, grid, args.masks)
+        workdir = os.path.join(args.workdir, name)
+        state, _ = train.fit(train.make_train_step(loss_fn, optimizer), train.TrainState.create(params, optimizer),
+                             lambda s: {"x": x}, num_steps=args.steps, key=k_train, workdir=workdir,
+                             save_every=max(args.steps // 3, 1), log_every=max(args.steps // 40, 1),
+                             desc=f"linear VAE {name}")
+        histories[name] = train.read_metrics(os.path.join(workdir, "metrics.jsonl"))  # whole run, also if resumed
+        _, metrics = loss_fn(state.params, {"x": x}, jax.random.fold_in(k_train, args.steps))
+        rows.append((name, float(metrics["objective"]), float(metrics["lml"])))
 
     import matplotlib
     matplotlib.use("Agg")

@@ -65,16 +65,17 @@ def run_ppca(args):
     for obj in OBJECTIVES:
         name = objectives.objective_name(obj)
         params = {"w": jax.random.normal(k_init, (args.dim, args.latent))}  # same init for every objective
-        step = train.make_train_step(objectives.ppca_loss(obj, noise, args.masks), optimizer)
-        state, history = train.fit(step, train.TrainState.create(params, optimizer), _full_batch(x),
-                                   num_steps=args.steps, key=k_train, workdir=os.path.join(args.workdir, f"ppca_{name}"),
-                                   save_every=max(args.steps // 4, 1), log_every=max(args.steps // 50, 1),
-                                   desc=f"ppca {name}")
-        histories[name] = history
+        loss_fn = objectives.ppca_loss(obj, noise, args.masks)
+        workdir = os.path.join(args.workdir, f"ppca_{name}")
+        state, _ = train.fit(train.make_train_step(loss_fn, optimizer), train.TrainState.create(params, optimizer),
+                             _full_batch(x), num_steps=args.steps, key=k_train, workdir=workdir,
+                             save_every=max(args.steps // 4, 1), log_every=max(args.steps // 50, 1),
+                             desc=f"ppca {name}")
+        histories[name] = train.read_metrics(os.path.join(workdir, "metrics.jsonl"))  # whole run, also if resumed
         w = np.asarray(state.params["w"])
         angle = float(np.degrees(np.max(scipy.linalg.subspace_angles(w, np.asarray(w_true)))))
-        final_lml = float(jnp.mean(lml.ppca_lml(x, w, noise)))
-        results.append((name, history[-1]["objective"], final_lml, angle))
+        _, metrics = loss_fn(state.params, {"x": x}, jax.random.fold_in(k_train, args.steps))
+        results.append((name, float(metrics["objective"]), float(metrics["lml"]), angle))
     return true_lml, results, histories
 
 
@@ -91,14 +92,16 @@ def run_gp(args):
     for obj in OBJECTIVES:
         name = objectives.objective_name(obj)
         params = {"log_lengthscale": jnp.zeros(()), "log_variance": jnp.zeros(()), "log_noise": -jnp.ones(())}
-        step = train.make_train_step(objectives.gp_loss(obj, t, "rbf", args.masks), optimizer)
-        state, history = train.fit(step, train.TrainState.create(params, optimizer), _full_batch(y),
-                                   num_steps=args.gp_steps, key=k_train, workdir=os.path.join(args.workdir, f"gp_{name}"),
-                                   save_every=max(args.gp_steps // 2, 1), log_every=max(args.gp_steps // 50, 1),
-                                   desc=f"gp {name}")
-        histories[name] = history
+        loss_fn = objectives.gp_loss(obj, t, "rbf", args.masks)
+        workdir = os.path.join(args.workdir, f"gp_{name}")
+        state, _ = train.fit(train.make_train_step(loss_fn, optimizer), train.TrainState.create(params, optimizer),
+                             _full_batch(y), num_steps=args.gp_steps, key=k_train, workdir=workdir,
+                             save_every=max(args.gp_steps // 2, 1), log_every=max(args.gp_steps // 50, 1),
+                             desc=f"gp {name}")
+        histories[name] = train.read_metrics(os.path.join(workdir, "metrics.jsonl"))
         hyp = {k: float(v) for k, v in objectives.gp_hyperparameters(state.params).items()}
-        results.append((name, history[-1]["lml"], hyp))
+        final_lml = float(jnp.mean(lml.gp_lml(y, t, kernel="rbf", **hyp)))
+        results.append((name, final_lml, hyp))
     return truth, true_lml, results, histories
 
 
