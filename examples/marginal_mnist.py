@@ -40,8 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--backbone", default="mlp", choices=["mlp", "transformer"])
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--depth", type=int, default=2)
-    p.add_argument("--arm-steps", type=int, default=1500)
-    p.add_argument("--mam-steps", type=int, default=1500)
+    p.add_argument("--arm-steps", type=int, default=1000)
+    p.add_argument("--mam-steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--chain-weight", type=float, default=0.5, help="share of the stage-2 loss on Gibbs chains")
@@ -125,11 +125,12 @@ def main(argv=None):
         experiment.save_image_grid(np.asarray(samples), os.path.join(workdir, "samples.png"), side,
                                    title="AO-ARM samples (random orderings)")
         upper = jnp.arange(d) < d // 2
-        x_c = jnp.repeat(jnp.asarray(x_test[:4]), 8, axis=0)
+        x_c = jnp.repeat(jnp.asarray(x_test[:4]), 7, axis=0)
         comp = sampling.conditional_sample(nets.cond_apply, params["conditional"], x_c,
                                            jnp.broadcast_to(upper, x_c.shape), k_comp, num_steps=d - d // 2)
-        experiment.save_image_grid(np.asarray(comp), os.path.join(workdir, "completions.png"), side,
-                                   title="lower halves completed given upper halves (rows: 4 test digits)")
+        grid = np.concatenate([np.asarray(x_test[:4])[:, None], np.asarray(comp).reshape(4, 7, d)], axis=1)
+        experiment.save_image_grid(grid.reshape(-1, d), os.path.join(workdir, "completions.png"), side,
+                                   title="original | 7 completions of the lower half given the upper half")
         experiment.save_scatter(agree["ao_arm_e"], agree["mam"], os.path.join(workdir, "scatter.png"),
                                 "AO-ARM-E log p(x_S)", "MaM log p(x_S)",
                                 f"random subsets: Spearman {agree['spearman']:.3f}, Pearson {agree['pearson']:.3f}")

@@ -185,7 +185,8 @@ def subset_agreement(nets: Nets, params: dict, x: Array, key: Array, *, num_orde
 def time_queries(nets: Nets, params: dict, x: Array, mask: Array, *, min_time: float = 1.0) -> dict:
     """Seconds to score a batch of subsets: MaM (1 network call) vs AO-ARM-S (D calls, same backbone)."""
     mam = jax.jit(lambda p, a, m: nets.marg_apply(p, a, m))
-    arm = jax.jit(lambda p, a, m: arm_lib.arm_log_marginal_ensemble(nets.cond_apply, p, a, m, jax.random.key(0), 1))
+    arm = jax.jit(lambda p, a, m: arm_lib.arm_log_marginal_ensemble(nets.cond_apply, p, a, m, jax.random.key(0), 1,
+                                                                   chunk_size=a.shape[0]))  # all B * D rows at once
 
     def clock(fn, *args):
         jax.block_until_ready(fn(*args))
