@@ -26,7 +26,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="rg_structured", choices=sorted(hvae.PRESETS))
     p.add_argument("--binarization", default="dynamic", choices=hvae.experiment.BINARIZATIONS)
-    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default 20000; 600 with --quick)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3, help="Adamax learning rate")
     p.add_argument("--kl-warmup", type=int, default=0, help="steps of linear KL warm-up (0: none)")
@@ -35,10 +35,16 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None)
-    p.add_argument("--quick", action="store_true", help="600 steps, 500 test images, K=50")
+    p.add_argument("--quick", action="store_true", help="600 steps, 500 test images, K=50 (unless given)")
     args = p.parse_args(argv)
+    given = {a.split("=")[0] for a in (argv if argv is not None else __import__("sys").argv[1:])}
     if args.quick:
-        args.steps, args.num_test, args.iwae_k, args.eval_every = 600, 500, 50, 300
+        for flag, attr, value in [("--num-test", "num_test", 500), ("--iwae-k", "iwae_k", 50),
+                                  ("--eval-every", "eval_every", 300)]:
+            if flag not in given:
+                setattr(args, attr, value)
+    if args.steps is None:
+        args.steps = 600 if args.quick else 20000
     return args
 
 
@@ -80,7 +86,7 @@ def main(argv=None):
         samples = hvae.sample(s.apply, state.params, state.model_state, k1, 64)
         x = hvae.flatten_images(data.test[:32])
         recon = hvae.reconstruct(s.apply, state.params, state.model_state, x, k2)
-        pairs = np.stack([np.asarray(x), np.asarray(recon)], 1).reshape(64, -1)
+        pairs = np.stack([np.asarray(x), np.asarray(recon)], 1).reshape(2 * x.shape[0], -1)
         hvae.plots.save_images(os.path.join(args.workdir, "samples.png"), samples,
                                f"{args.preset}: p(x|z) means of prior samples ({tag})")
         hvae.plots.save_images(os.path.join(args.workdir, "reconstructions.png"), pairs,
