@@ -90,6 +90,10 @@ def test_vmapped_equals_python_loop_and_traces_once():
     np.testing.assert_allclose(a.per_size, b.per_size, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(a.value, b.value, rtol=1e-5)
     np.testing.assert_allclose(a.stderr, b.stderr, rtol=1e-4, atol=1e-5)
+    # Chunking the masks (lax.map over vmapped chunks) changes nothing.
+    c = lml.cumulative_mpt(inner, x, key, 5, chunk_size=7)
+    np.testing.assert_allclose(c.per_size, a.per_size, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c.stderr, a.stderr, rtol=1e-4, atol=1e-6)
     # The batch shares masks, so one example alone gives the same numbers.
     one = lml.cumulative_mpt(inner, x[2], key, 5)
     np.testing.assert_allclose(one.value, a.value[2], rtol=1e-5)
@@ -143,5 +147,7 @@ def test_bad_masks_and_arguments_give_clear_errors():
         lml.cumulative_mpt(cond, x, jax.random.key(0), 2, rates=[0.5], num_hidden=[2])
     with pytest.raises(ValueError, match="limit"):
         lml.mpt_masks(40, 2, [20], exact=True)
+    with pytest.raises(ValueError, match="chunk_size"):
+        lml.cumulative_mpt(cond, x, jax.random.key(0), 2, chunk_size=0)
     with pytest.raises(ValueError, match="`x`"):
         lml.cumulative_mpt(cond, jnp.zeros((1, 1, 4)), jax.random.key(0), 2)

@@ -87,7 +87,8 @@ def marginal_cond_logpdf(log_marginal_fn: Callable[[Array, Array], Array]) -> Co
 
 
 def mpt_log_likelihood(cond_logpdf: CondLogpdf, x: Array, key: jax.Array, num_masks_per_rate: int = 16,
-                       rates: Sequence[float] | None = None, *, exact: bool | str = "auto") -> MPTEstimate:
+                       rates: Sequence[float] | None = None, *, exact: bool | str = "auto",
+                       chunk_size: int | str | None = "auto") -> MPTEstimate:
     """MPT estimate of ``log p(x)`` from a model's conditionals (see the module docstring).
 
     Args:
@@ -97,8 +98,9 @@ def mpt_log_likelihood(cond_logpdf: CondLogpdf, x: Array, key: jax.Array, num_ma
       num_masks_per_rate: K masks per mask size.
       rates: mask rates; default all sizes 1..D (the log-likelihood estimate).
       exact: ``"auto"`` / True / False enumeration, as in :func:`cumulative_mpt`.
+      chunk_size: masks vmapped at once, as in :func:`cumulative_mpt`.
 
     Returns:
       :class:`~mamjax.lml.estimator.MPTEstimate`; ``value`` in nats per example.
     """
-    return cumulative_mpt(cond_logpdf, x, key, num_masks_per_rate, rates, exact=exact)
+    return cumulative_mpt(cond_logpdf, x, key, num_masks_per_rate, rates, exact=exact, chunk_size=chunk_size)

@@ -50,6 +50,8 @@ __all__ = [
 
 # Above this many subsets of one size, exact enumeration is refused (memory).
 MAX_EXACT_MASKS = 1 << 16
+# chunk_size="auto": masks per vmapped chunk so that masks x batch x D stays near this many elements.
+MASK_CHUNK_ELEMENTS = 1 << 22
 
 
 def _is_traced(*xs) -> bool:
@@ -266,14 +268,37 @@ def _sample_masks_impl(key: PRNGKey, num_dims: int, num_hidden: Array, k: int) -
 _sample_masks = jax.jit(_sample_masks_impl, static_argnums=(1, 3))
 
 
-def _estimate(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, plan_masks: Array, weights: Array,
+def _chunked_scores(cond_logpdf: CondLogpdf, x: Array, masks: Array, chunk: int) -> Array:
+    """:func:`_scores` over ``[N, D]`` masks, vmapped within chunks of ``chunk`` masks (``lax.map``).
+
+    One vmap over thousands of masks times a batch materialises ``[N, B, D]``
+    intermediates that no longer fit in cache; chunks keep it one compiled call.
+    """
+    if chunk >= masks.shape[0]:
+        return _scores(cond_logpdf, x, masks)
+    per_mask = jax.lax.map(lambda m: _scores(cond_logpdf, x, m[None])[..., 0], masks, batch_size=chunk)  # [N, ...]
+    return jnp.moveaxis(per_mask, 0, -1)
+
+
+def _auto_chunk(x_shape: tuple, num_masks: int, chunk_size: int | str | None) -> int:
+    if chunk_size is None:
+        return num_masks
+    if chunk_size == "auto":
+        per_mask = int(np.prod(x_shape))  # elements of one mask's batch of examples
+        return max(1, min(num_masks, MASK_CHUNK_ELEMENTS // max(per_mask, 1)))
+    if isinstance(chunk_size, (int, np.integer)) and chunk_size >= 1:
+        return int(chunk_size)
+    raise ValueError(f"`chunk_size` must be 'auto', None or a positive int; got {chunk_size!r}.")
+
+
+def _estimate(cond_logpdf: CondLogpdf, chunk: int, x: Array, key: PRNGKey, plan_masks: Array, weights: Array,
               is_exact: Array, num_hidden: Array) -> MPTEstimate:
     num_dims = x.shape[-1]
     r, k, _ = plan_masks.shape
     sampled = _sample_masks(key, num_dims, num_hidden, k)
     masks = jnp.where(is_exact[:, None, None], plan_masks, sampled)  # [R, K, D]
     flat = masks.reshape(r * k, num_dims)
-    s = _scores(cond_logpdf, x, flat)  # [..., R*K]
+    s = _chunked_scores(cond_logpdf, x, flat, chunk)  # [..., R*K]
     s = s.reshape(s.shape[:-1] + (r, k))
     per_size = jnp.einsum("...rk,rk->...r", s, weights.astype(s.dtype))  # [..., R]
     # Monte Carlo standard error of the mean of K iid masks; 0 for enumerated sizes.
@@ -285,12 +310,12 @@ def _estimate(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, plan_masks: Array
     return MPTEstimate(value, stderr, per_size, se, num_hidden, is_exact)
 
 
-_estimate_jit = jax.jit(_estimate, static_argnums=(0,))
+_estimate_jit = jax.jit(_estimate, static_argnums=(0, 1))
 
 
 def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_per_rate: int,
                    rates: Sequence[float] | None = None, *, num_hidden: Sequence[int] | None = None,
-                   exact: bool | str = "auto") -> MPTEstimate:
+                   exact: bool | str = "auto", chunk_size: int | str | None = "auto") -> MPTEstimate:
     """Cumulative masked pre-training estimate of ``log p(x)``, one jitted call.
 
     Evaluates ``s_M`` for every requested mask size with masks and sizes both
@@ -312,6 +337,9 @@ def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_pe
       rates: mask rates in (0, 1] (M = round(rate * D)); ``None`` = all sizes 1..D.
       num_hidden: alternatively, the mask sizes M directly (exclusive with ``rates``).
       exact: ``"auto"``, ``True`` (enumerate all) or ``False`` (always Monte Carlo).
+      chunk_size: masks vmapped at once inside the single call (``lax.map`` over chunks);
+        ``"auto"`` keeps ``chunk x B x D`` near ``MASK_CHUNK_ELEMENTS``, ``None`` vmaps all
+        ``R * K`` masks at once. Results do not depend on it.
 
     Returns:
       :class:`MPTEstimate` (value, stderr, per-size scores and stderrs, sizes, exact flags).
@@ -326,8 +354,9 @@ def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_pe
     plan = mpt_masks(num_dims, num_masks_per_rate, sizes, exact)
     args = (x, key, jnp.asarray(plan.masks), jnp.asarray(plan.weights), jnp.asarray(plan.exact),
             jnp.asarray(plan.num_hidden))
+    chunk = _auto_chunk(tuple(x.shape), plan.masks.shape[0] * plan.masks.shape[1], chunk_size)
     fn = _estimate if _is_traced(x, key) else _estimate_jit
-    return fn(cond_logpdf, *args)
+    return fn(cond_logpdf, chunk, *args)
 
 
 def _one_rate(cond_logpdf: CondLogpdf, x: Array, masks: Array, weights: Array) -> tuple[Array, Array]:

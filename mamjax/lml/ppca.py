@@ -65,11 +65,12 @@ def ppca_conditional(x: Array, mask: Array, w: Array, noise_var, mean: Array | N
     mu = _mean(w, mean)
     k = w.shape[1]
     wo = w * mask.astype(w.dtype)[:, None]
-    prec = jnp.eye(k, dtype=w.dtype) + wo.T @ wo / noise_var
-    chol = jnp.linalg.cholesky(prec)
-    m = cho_solve((chol, True), wo.T @ (x - mu) / noise_var)  # [K]
-    c_wt = cho_solve((chol, True), w.T)  # C W^T, [K, D]
-    return w @ m + mu, jnp.sum(w.T * c_wt, axis=0) + noise_var
+    eye = jnp.eye(k, dtype=w.dtype)
+    # C = (I + W_O^T W_O / s2)^{-1} depends on the mask only (K x K, eigenvalues in (0, 1]);
+    # forming it once turns the per-example work into matrix-vector products under vmap.
+    c = cho_solve((jnp.linalg.cholesky(eye + wo.T @ wo / noise_var), True), eye)
+    m = c @ (wo.T @ (x - mu)) / noise_var  # [K]
+    return w @ m + mu, jnp.sum(w.T * (c @ w.T), axis=0) + noise_var
 
 
 def ppca_cond_logpdf(w: Array, noise_var, mean: Array | None = None) -> CondLogpdf:
