@@ -34,7 +34,7 @@ def _blank():
     return jnp.full((B, L), D.MASK_ID, jnp.int32), jnp.zeros((B, L), bool)
 
 
-@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+@pytest.mark.parametrize("schedule", ["cosine", pytest.param("linear", marks=pytest.mark.slow)])
 def test_unmasks_scheduled_count_and_never_remasks(schedule):
     num_steps = 6
     toks, mask = _blank()

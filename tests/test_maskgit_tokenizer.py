@@ -52,7 +52,8 @@ def test_vq_nearest_and_straight_through_identity():
     np.testing.assert_allclose(np.asarray(gcb), 0.0)
 
 
-def test_tokenizer_shapes_and_training_reduces_loss():
+@pytest.mark.slow
+def test_tokenizer_training_reduces_loss():
     length = 32
     tok = T.Tokenizer(length, hidden=16, code_dim=8, num_codes=8, down_l=2, down_h=1, rngs=nnx.Rngs(0))
     params, fns = T.tokenizer_functions(tok)
@@ -71,7 +72,16 @@ def test_tokenizer_shapes_and_training_reduces_loss():
     assert hist[-1]["loss"] < 0.7 * hist[0]["loss"], (hist[0]["loss"], hist[-1]["loss"])
 
 
-def test_tokenizer_rejects_wrong_length():
-    tok = T.Tokenizer(32, hidden=8, code_dim=4, num_codes=4, down_l=1, down_h=1, rngs=nnx.Rngs(0))
+def test_tokenizer_shapes_round_trip_and_bad_length():
+    tok = T.Tokenizer(32, hidden=8, code_dim=4, num_codes=4, down_l=2, down_h=1, rngs=nnx.Rngs(0))
+    params, fns = T.tokenizer_functions(tok)
+    assert (tok.len_l, tok.len_h) == (5, 9)  # 17 frames -> ceil(17 / 4), ceil(17 / 2)
+
+    def f(p, x):
+        cl, ch = fns["tokenize"](p, x)
+        return cl, ch, fns["detokenize"](p, cl, ch), fns["loss"](p, x)[0]
+
+    cl, ch, xr, loss = jax.eval_shape(f, params, jax.ShapeDtypeStruct((3, 32), jnp.float32))
+    assert cl.shape == (3, 5) and ch.shape == (3, 9) and xr.shape == (3, 32) and loss.shape == ()
     with pytest.raises(ValueError, match="`x` must be"):
         jax.eval_shape(tok.tokenize, jax.ShapeDtypeStruct((2, 30), jnp.float32))

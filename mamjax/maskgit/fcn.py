@@ -92,7 +92,6 @@ def predict(clf: Classifier, x: np.ndarray, batch_size: int = 256) -> tuple[np.n
     fn = jax.jit(lambda p, s, xb: clf.apply(p, s, xb, False)[0])
     probs, feats = [], []
     x = np.asarray(x, np.float32)
-    batch_size = min(batch_size, len(x))
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
         n = len(xb)  # pad the last chunk: one compiled shape
