@@ -7,7 +7,8 @@ Every run uses the same glimpse settings (6 glimpses, 3 scales of 12x12, a 6x6 g
 candidate locations, 128 hidden units), Adam 1e-3, batch 64, and the same wall-clock
 training budget (evaluation excluded). Printed tables (markdown):
 
-1. test error after the budget, and the error curve over seconds and epochs;
+1. test error after the budget and at equal epochs, and the error curve over seconds (REINFORCE
+   K=5 averages its update over 5 trajectories per image: the same sampling work as WS-RAM K=5);
 2. gradient variance (trace of the covariance over keys, same batch, trained params) of
    WS-RAM with and without control variates and of REINFORCE with and without its baseline;
 3. steps/s and per-step memory (XLA temp + arguments + outputs of the compiled step).
@@ -35,7 +36,7 @@ from mamjax.attention import reinforce, rws, training
 from mamjax.data.stream import BatchStream
 
 PAPER = {"translated": 1.22, "cluttered": 4.08}
-RUNS = (("wsram", 5), ("wsram", 1), ("reinforce", 1))
+RUNS = (("wsram", 5), ("wsram", 1), ("reinforce", 1), ("reinforce", 5))
 
 
 def _flat(tree):
@@ -93,7 +94,7 @@ def run_dataset(dataset, *, seconds, num_train, num_test, n_keys, chunk, seed=0)
             v_off = _grad_variance(no_cv, trained, var_batch, n_keys, parts)
             variance = {"on": v_on, "off": v_off, "names": ["policy", "model (all)", "proposal"], "cv": "control variates"}
         else:
-            loss = lambda p, b, key, ram=ram: reinforce.reinforce_loss(ram, p, b, key)  # noqa: E731
+            loss = lambda p, b, key, ram=ram, k=k: reinforce.reinforce_loss(ram, p, b, key, num_samples=k)  # noqa
             parts = [("model", "policy"), ("model",)]
             v_on = _grad_variance(loss, trained, var_batch, n_keys, parts)
             v_off = _grad_variance(loss, {"model": trained["model"]}, var_batch, n_keys, parts)

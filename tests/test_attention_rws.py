@@ -52,22 +52,24 @@ def test_prior_and_proposal_are_normalized_and_sampled_correctly():
     np.testing.assert_allclose(jnp.exp(logsumexp(log_p)), 1.0, rtol=1e-5)
     np.testing.assert_allclose(jnp.exp(logsumexp(log_q)), 1.0, rtol=1e-5)
     n = 2000
-    for source, logprob in (("prior", log_p), ("proposal", log_q)):
-        sample = jax.jit(jax.vmap(lambda k: model_lib.rollout(ram, params, image, LABEL, k,
-                                                              sample_from=source).actions))
-        acts = np.asarray(sample(jax.random.split(jax.random.key(1), n)))
+    sample = jax.jit(jax.vmap(lambda k: [model_lib.rollout(ram, params, image, LABEL, k, sample_from=src).actions
+                                         for src in ("prior", "proposal")]))
+    for acts, logprob in zip(sample(jax.random.split(jax.random.key(1), n)), (log_p, log_q)):
+        acts = np.asarray(acts)
         counts = np.bincount(acts[:, 0] * CFG.num_locations + acts[:, 1], minlength=len(ALL))
         expected = n * np.exp(np.asarray(logprob, np.float64))
         chi2 = np.sum((counts - expected) ** 2 / expected)
-        assert chi2 < 37.7, (source, chi2)  # chi-square 15 dof, p = 0.001
+        assert chi2 < 37.7, chi2  # chi-square 15 dof, p = 0.001
 
 
 def test_importance_weighted_estimate_is_unbiased_exactly():
     """E_{q^K}[exp L_K] = p(y|x) summing over all K-tuples; E[L_1] <= E[L_2] <= E[L_3] <= log p(y|x)."""
     with jax.enable_x64(True):
         ram, params, image = _setup(dtype=jnp.float64)
-        exact = float(jax.jit(lambda p, im: model_lib.exact_log_likelihood(ram, p, im, LABEL))(params, image))
-        log_lik, log_p, log_q, _ = _jit_terms(ram, params, image, jnp.asarray(ALL))
+        exact, (log_post, _, _), (log_lik, log_p, log_q, _) = jax.jit(lambda p, im: (
+            model_lib.exact_log_likelihood(ram, p, im, LABEL), model_lib.exact_posterior(ram, p, im, LABEL),
+            _terms(ram, p, im, jnp.asarray(ALL))))(params, image)
+        exact = float(exact)
         log_w = np.asarray(rws.log_importance_weights(log_lik, log_p, log_q))
         q = np.exp(np.asarray(log_q))
         means = []
@@ -81,7 +83,6 @@ def test_importance_weighted_estimate_is_unbiased_exactly():
         # L_1 is the variational bound E_q[log p(y, a|x) - log q(a|x, y)].
         np.testing.assert_allclose(means[0], np.sum(q * log_w), rtol=1e-12)
         # With q = p(a|x, y) (the exact posterior) every weight equals p(y|x): zero variance.
-        log_post, _, _ = jax.jit(lambda p, im: model_lib.exact_posterior(ram, p, im, LABEL))(params, image)
         np.testing.assert_allclose(rws.log_importance_weights(log_lik, log_p, log_post), exact, rtol=1e-10)
 
 
