@@ -38,7 +38,8 @@ Params = Any
 
 __all__ = [
     "RAMConfig", "AttentionModel", "Baseline", "RAM", "Trajectory", "make_ram", "rollout",
-    "rollout_batch", "predict", "error_rate", "all_trajectories", "exact_log_likelihood", "exact_posterior",
+    "rollout_batch", "predict", "error_rate", "float_images", "all_trajectories", "exact_log_likelihood",
+    "exact_posterior",
 ]
 
 
@@ -167,6 +168,14 @@ def make_ram(config: RAMConfig, key: Array, *, proposal: bool = True,
         params[name], defs[name] = p, (graphdef, rest)
     ram = RAM(config, defs["model"], defs.get("proposal"), defs.get("baseline"))
     return ram, params
+
+
+def float_images(images) -> Array:
+    """uint8 grey levels (0..255) -> float32 in [0, 1]; float images pass through (as float)."""
+    images = jnp.asarray(images)
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 255.0
+    return images if jnp.issubdtype(images.dtype, jnp.floating) else images.astype(jnp.float32)
 
 
 def _merge(definition, params):

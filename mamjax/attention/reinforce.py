@@ -63,7 +63,7 @@ def reinforce_loss(ram: model_lib.RAM, params: dict, batch: dict, key: Array, *,
     """
     if reward not in REWARDS:
         raise ValueError(f"`reward` must be one of {REWARDS}; got {reward!r}.")
-    images, labels = rws_lib._images(batch["image"]), jnp.asarray(batch["label"], jnp.int32)
+    images, labels = model_lib.float_images(batch["image"]), jnp.asarray(batch["label"], jnp.int32)
     traj = model_lib.rollout_batch(ram, params, images, labels, key, num_samples=num_samples,
                                    sample_from="prior")
     log_lik, _, _ = rws_lib.trajectory_terms(traj, labels)

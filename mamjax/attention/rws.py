@@ -157,7 +157,7 @@ def wsram_loss(ram: model_lib.RAM, params: dict, batch: dict, key: Array, *, num
       ``(loss, metrics)`` with metrics ``iw_bound`` (mean L_K), ``variational_bound``,
       ``ess`` and ``nll`` (= -iw_bound).
     """
-    images, labels = _images(batch["image"]), jnp.asarray(batch["label"], jnp.int32)
+    images, labels = model_lib.float_images(batch["image"]), jnp.asarray(batch["label"], jnp.int32)
     has_q = "proposal" in params
     traj = model_lib.rollout_batch(ram, params, images, labels, key, num_samples=num_samples,
                                    sample_from="proposal" if has_q else "prior")
@@ -170,9 +170,3 @@ def wsram_loss(ram: model_lib.RAM, params: dict, batch: dict, key: Array, *, num
                "ess": jnp.mean(effective_sample_size(log_w)), "nll": -jnp.mean(bound)}
     return loss, metrics
 
-
-def _images(images: Array) -> Array:
-    images = jnp.asarray(images)
-    if images.dtype == jnp.uint8:
-        return images.astype(jnp.float32) / 255.0
-    return images.astype(jnp.float32) if not jnp.issubdtype(images.dtype, jnp.floating) else images
