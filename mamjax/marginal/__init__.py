@@ -15,6 +15,10 @@ Public functions (all pure in ``(params, x, mask[, key])``; networks are callabl
   :func:`energy_loss` (REINFORCE + alpha * penalty), :func:`self_consistency_penalty`,
   :func:`self_consistency_errors`
 - sampling: :func:`sample`, :func:`conditional_sample`, :func:`gibbs_step`
+
+Submodules: :mod:`mamjax.marginal.exact` (enumerated distributions with the networks'
+signatures: ground truth for tests and tiny problems) and :mod:`mamjax.marginal.experiment`
+(set-ups and evaluations shared by the examples, benchmark and notebook).
 """
 
 from mamjax.marginal.arm import (arm_log_marginal, arm_log_marginal_ensemble, arm_loss, conditional_log_probs,
