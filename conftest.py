@@ -1,9 +1,15 @@
-"""Test-suite configuration: 8 virtual CPU devices, strict numerics, tiny notebooks."""
+"""pytest configuration for tests/ and notebooks/: 8 virtual CPU devices, strict numerics, tiny notebooks."""
 
 import os
 
 # Must be set before jax is first imported anywhere in the test process.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# Tiny test programs spend far more time in XLA's CPU compiler than running; the cheap backend
+# options halve the suite's CPU time (measured: lml tests 55 s -> 30 s user time).
+os.environ.setdefault(
+    "XLA_FLAGS",
+    "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+    " --xla_llvm_disable_expensive_passes=true",
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Notebooks executed by nbmake read this knob and run at a tiny size.
 os.environ.setdefault("MAMJAX_NOTEBOOK_SIZE", "tiny")
