@@ -143,3 +143,18 @@ def test_ess_decode_end_to_end():
     # s_{t*} holds exactly the schedule's hidden count at t*; the output decodes every slot
     expected_observed = [N - int(masks.num_hidden_at(int(t), 6, N)) for t in t_star]
     np.testing.assert_array_equal(np.asarray(rev.mask).sum(1), expected_observed)
+
+
+def test_reverse_t_star_batch_level_and_per_sequence():
+    fn, cb, T = toy_logits_fn(7), _codebook(), 8
+    tokens = jax.random.randint(jax.random.key(8), (4, N), 0, K)
+    run = jax.jit(lambda t: (ess.critical_reverse_sampling(fn, t, None, cb, num_steps=T),
+                             ess.critical_reverse_sampling(fn, t, None, cb, num_steps=T, per_sequence=True)))
+    batch, per_seq = run(tokens)
+    errors = np.asarray(batch.errors)
+    counts = [int(masks.num_hidden_at(t, T, N)) for t in range(T)]
+    no_diff = np.array([counts[t] == ([N] + counts)[t] for t in range(T)])
+    expected_batch = _reference_stop(errors.mean(0), no_diff, T)
+    assert (np.asarray(batch.t_star) == expected_batch).all()
+    for b in range(4):
+        assert int(per_seq.t_star[b]) == _reference_stop(errors[b], no_diff, T)

@@ -10,7 +10,10 @@ which tokens are kept). The reverse walk follows the official TimeVQVAE code
 codebook distance, over the tokens revealed at ``t``, between the sample and
 the prior's arg-max given the sample masked as at step ``t - 1``; the ratio is
 ``err_t / (err_{t+1} + 1e-5)``, averaged over the last ``round(T * ma_rate)``
-ratios. Unlike the official code (one ``t*`` per batch), ``t*`` is per sequence.
+ratios. As in the official code the error is averaged over the batch and one ``t*``
+serves the whole batch (``per_sequence=False``, the default: the resampling loop
+then runs only ``T - t*`` steps); ``per_sequence=True`` gives each sequence its own
+``t*`` (the loop then runs from the smallest one).
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def stopping_step(errors: Array, no_diff: Array, num_steps: int, ma_rate: float 
 
 def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array | None, codebook: Array, *,
                               num_steps: int = 10, schedule: str = "cosine", ma_rate: float = 0.3,
-                              threshold: float = 1.0, critic_logp: Array | None = None) -> ReverseResult:
+                              threshold: float = 1.0, critic_logp: Array | None = None,
+                              per_sequence: bool = False) -> ReverseResult:
     """Retracts a naive sample ``s_T`` to ``s_{t*}`` by re-masking the critic's least likely tokens.
 
     All ``T - 1`` candidate retractions are predicted in one batched forward
@@ -100,6 +104,8 @@ def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array 
       codebook: ``[K, d]``.
       num_steps: T of the decoding schedule (>= 2).
       critic_logp: ``[B, N]`` precomputed critic scores of ``tokens`` (else computed here).
+      per_sequence: one t* per sequence (True) or one for the batch from the batch-mean error
+        (False, as in the official code).
 
     Returns:
       :class:`ReverseResult`.
@@ -123,7 +129,11 @@ def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array 
     num_rev = jnp.sum(revealed, axis=-1)  # [T, B]
     errors = jnp.sum(jnp.where(revealed, sq, 0.0), -1) / jnp.maximum(num_rev, 1) / codebook.shape[1]
     no_diff = counts == counts_prev  # [T]
-    t_star = jax.vmap(lambda e: stopping_step(e, no_diff, num_steps, ma_rate, threshold))(errors.T)
+    if per_sequence:
+        t_star = jax.vmap(lambda e: stopping_step(e, no_diff, num_steps, ma_rate, threshold))(errors.T)
+    else:  # every row reveals the same number of tokens per step: the row mean is the element mean
+        t_star = jnp.broadcast_to(stopping_step(jnp.mean(errors, axis=1), no_diff, num_steps, ma_rate, threshold),
+                                  (b,))
     mask = ~jnp.take_along_axis(jnp.moveaxis(hidden, 0, 1), t_star[:, None, None], axis=1)[:, 0]
     return ReverseResult(t_star, jnp.where(mask, tokens, MASK_ID), mask, errors.T)
 
@@ -151,7 +161,7 @@ def critical_resampling(logits_fn: LogitsFn, reverse: ReverseResult, labels: Arr
 def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size: int, seq_len: int,
                labels: Array | None = None, num_steps: int = 10, schedule: str = "cosine",
                temperature: float = 4.0, guidance_scale: float = 1.0, null_label: int | None = None,
-               ma_rate: float = 0.3, return_info: bool = False):
+               ma_rate: float = 0.3, per_sequence: bool = False, return_info: bool = False):
     """Unconditional (or class-conditional) generation with ESS.
 
     Args:
@@ -160,6 +170,7 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
       codebook: ``[K, d]`` embeddings of the tokens.
       batch_size, seq_len: B, N (static).
       labels: ``[B]`` or None.
+      per_sequence: see :func:`critical_reverse_sampling`.
 
     Returns:
       ``[B, N] int32`` (and ``(naive_tokens, ReverseResult)`` if ``return_info``).
@@ -171,7 +182,7 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
                               schedule=schedule, temperature=temperature, guidance_scale=guidance_scale,
                               null_label=null_label)
     reverse = critical_reverse_sampling(logits_fn, naive, labels, codebook, num_steps=num_steps,
-                                        schedule=schedule, ma_rate=ma_rate)
+                                        schedule=schedule, ma_rate=ma_rate, per_sequence=per_sequence)
     out = critical_resampling(logits_fn, reverse, labels, codebook, k_resample, num_steps=num_steps,
                               schedule=schedule, temperature=temperature, guidance_scale=guidance_scale,
                               null_label=null_label)

@@ -111,7 +111,7 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
 
 def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_size: int, num_steps: int = 10,
                  temperature_l: float = 4.0, temperature_h: float = 4.0, guidance_scale: float = 1.0,
-                 schedule: str = "cosine"):
+                 schedule: str = "cosine", ess_per_sequence: bool = False):
     """A jitted ``sampler(key, labels [batch_size]) -> x [batch_size, T]`` for ``method`` in {naive, ess}."""
     codebook_l = tok.fns["codebooks"](tok.params)[0]
 
@@ -120,7 +120,8 @@ def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_s
             tok.fns["detokenize"], tok_params, pri.apply_l, pri.apply_h, params, key, codebook_l=cb,
             num_codes=tok.num_codes, len_l=tok.len_l, len_h=tok.len_h, labels=labels, batch_size=batch_size,
             method=method, num_steps=num_steps, schedule=schedule, temperature_l=temperature_l,
-            temperature_h=temperature_h, guidance_scale=guidance_scale, null_label=pri.num_classes)
+            temperature_h=temperature_h, guidance_scale=guidance_scale, null_label=pri.num_classes,
+            ess_per_sequence=ess_per_sequence)
 
     jitted = jax.jit(run)
     return lambda key, labels: jitted(tok.params, pri.params, codebook_l, key, labels)

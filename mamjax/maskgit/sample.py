@@ -20,7 +20,8 @@ def sample_tokens(apply_l: Callable, apply_h: Callable, params: dict, key: jax.A
                   num_codes: int, len_l: int, len_h: int, labels: Array | None, batch_size: int,
                   method: str = "naive", num_steps: int = 10, schedule: str = "cosine",
                   temperature_l: float = 4.0, temperature_h: float = 4.0, guidance_scale: float = 1.0,
-                  null_label: int | None = None, ma_rate: float = 0.3) -> tuple[Array, Array]:
+                  null_label: int | None = None, ma_rate: float = 0.3,
+                  ess_per_sequence: bool = False) -> tuple[Array, Array]:
     """Samples ``(codes_l [B, N_l], codes_h [B, N_h])``; ``method`` is ``"naive"`` or ``"ess"`` (low band).
 
     Jit with ``static_argnames`` for everything but ``params``, ``key``, ``codebook_l`` and ``labels``.
@@ -34,7 +35,8 @@ def sample_tokens(apply_l: Callable, apply_h: Callable, params: dict, key: jax.A
                                     jnp.zeros((batch_size, len_l), bool), k_l, temperature=temperature_l, **common)
     elif method == "ess":
         codes_l = ess_decode(f_l, k_l, codebook_l, batch_size=batch_size, seq_len=len_l,
-                                     temperature=temperature_l, ma_rate=ma_rate, **common)
+                                     temperature=temperature_l, ma_rate=ma_rate,
+                               per_sequence=ess_per_sequence, **common)
     else:
         raise ValueError(f"`method` must be one of ['ess', 'naive']; got {method!r}.")
     f_h = prior_lib.hf_logits_fn(apply_h, params["hf"], codes_l, num_codes)
