@@ -3,6 +3,7 @@
     python -m benchmarks.hvae_bench            # 240 s of training per model (~25 min in all)
     python -m benchmarks.hvae_bench --quick    # 45 s per model
     python -m benchmarks.hvae_bench --clock cpu --budget 120   # same CPU seconds instead (shared machine)
+    python -m benchmarks.hvae_bench --clock cpu --budget 120 --kl-warmup 1000
 
 Models (``mamjax.hvae.PRESETS``): 4-layer rectified Gaussian (300-200-100-50) with
 the structured posterior, the same with the mean-field posterior, 1-layer and
@@ -30,7 +31,7 @@ MODELS = ("rg_structured", "rg_mean_field", "vae1", "vae2")
 
 
 def _run_one(name: str, budget_s: float, num_test: int, iwae_k: int, batch_size: int, lr: float, seed: int,
-             clock: str = "wall") -> dict:
+             clock: str = "wall", kl_warmup: int = 0) -> dict:
     import jax
     import numpy as np
 
@@ -38,10 +39,11 @@ def _run_one(name: str, budget_s: float, num_test: int, iwae_k: int, batch_size:
 
     data = hvae.experiment.mnist_data("dynamic", batch_size=batch_size, seed=seed, num_test=num_test)
     s = hvae.experiment.setup(28 * 28, name, lr=lr, seed=seed)
+    stream = hvae.with_kl_warmup(data.stream, kl_warmup) if kl_warmup else data.stream
     key = jax.random.key(seed)
     n_params = sum(int(a.size) for a in jax.tree.leaves(s.state.params))
     t0 = time.perf_counter()
-    state, m = s.train_step(s.state, data.stream(0), jax.random.fold_in(key, 0))
+    state, m = s.train_step(s.state, stream(0), jax.random.fold_in(key, 0))
     jax.block_until_ready(state)
     compile_s = time.perf_counter() - t0
     load0 = os.getloadavg()[0]
@@ -49,7 +51,7 @@ def _run_one(name: str, budget_s: float, num_test: int, iwae_k: int, batch_size:
     start, cpu0 = time.perf_counter(), time.process_time()
     used = (lambda: time.perf_counter() - start) if clock == "wall" else (lambda: time.process_time() - cpu0)
     while used() < budget_s:
-        state, m = s.train_step(state, data.stream(step), jax.random.fold_in(key, step))
+        state, m = s.train_step(state, stream(step), jax.random.fold_in(key, step))
         step += 1
         if step % 20 == 0:
             elbos.append(float(m["elbo"]))  # also blocks, so the clock sees finished work
@@ -65,7 +67,7 @@ def _run_one(name: str, budget_s: float, num_test: int, iwae_k: int, batch_size:
                 peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def main(quick: bool = False, clock: str = "wall", budget: float | None = None) -> str:
+def main(quick: bool = False, clock: str = "wall", budget: float | None = None, kl_warmup: int = 0) -> str:
     """Trains the four models for the same budget and returns the markdown table.
 
     Args:
@@ -73,6 +75,7 @@ def main(quick: bool = False, clock: str = "wall", budget: float | None = None) 
       clock: "wall" (the issue's set-up) or "cpu" (process CPU seconds: fairer when
         the machine is shared and the load changes between models).
       budget: seconds per model, overriding the default.
+      kl_warmup: steps of linear KL warm-up, the same for every model (0: none).
     """
     if clock not in ("wall", "cpu"):
         raise ValueError(f"`clock` must be 'wall' or 'cpu'; got {clock!r}.")
@@ -82,7 +85,7 @@ def main(quick: bool = False, clock: str = "wall", budget: float | None = None) 
     rows = []
     for name in MODELS:
         with ctx.Pool(1) as pool:
-            r = pool.apply(_run_one, (name, budget, num_test, iwae_k, batch_size, lr, seed, clock))
+            r = pool.apply(_run_one, (name, budget, num_test, iwae_k, batch_size, lr, seed, clock, kl_warmup))
         print(f"  {name}: {r['steps']} steps, test -ELBO {-r['elbo']:.2f}, -IWAE{iwae_k} "
               f"{-r[f'iwae_{iwae_k}']:.2f} (dynamic binarization)", flush=True)
         rows.append(r)
@@ -91,7 +94,7 @@ def main(quick: bool = False, clock: str = "wall", budget: float | None = None) 
     lines = [
         f"Budget: {budget:.0f} s of training {'wall-clock' if clock == 'wall' else 'process CPU'} time per model "
         f"(compile excluded), batch {batch_size}, "
-        f"Adamax lr {lr}, seed {seed}. Data: MNIST 60000 train images, **dynamic binarization**; test = first "
+        f"KL warm-up {kl_warmup} steps, Adamax lr {lr}, seed {seed}. Data: MNIST 60000 train images, **dynamic binarization**; test = first "
         f"{num_test} test images, one fixed binarization draw. Bounds in nats per image (lower = better), "
         f"IWAE with K = {iwae_k}. Evaluation with batch-norm running averages.",
         "",
@@ -124,5 +127,6 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--clock", default="wall", choices=("wall", "cpu"))
     ap.add_argument("--budget", type=float, default=None, help="seconds per model")
+    ap.add_argument("--kl-warmup", type=int, default=0, help="steps of linear KL warm-up (all models)")
     a = ap.parse_args()
-    main(quick=a.quick, clock=a.clock, budget=a.budget)
+    main(quick=a.quick, clock=a.clock, budget=a.budget, kl_warmup=a.kl_warmup)
