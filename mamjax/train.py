@@ -136,7 +136,7 @@ def fit(train_step, state: TrainState, stream: Callable[[int], Any], *, num_step
 
     history: list[dict] = []
     sums: dict[str, jax.Array] = {}
-    count, t_last = 0, time.perf_counter()
+    count, t_last, t_eval = 0, time.perf_counter(), 0.0  # eval time is excluded from steps/s
     bar = tqdm(total=num_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         for step in range(start, num_steps):
@@ -150,15 +150,18 @@ def fit(train_step, state: TrainState, stream: Callable[[int], Any], *, num_step
             if done % log_every == 0 or done == num_steps:
                 now = time.perf_counter()
                 record = {k: float(v) / count for k, v in jax.device_get(sums).items()}
-                record.update(step=done, steps_per_sec=count / max(now - t_last, 1e-9), time=time.time())
+                record.update(step=done, steps_per_sec=count / max(now - t_last - t_eval, 1e-9), time=time.time())
                 if eval_fn is not None and ((eval_every and done % eval_every == 0) or done == num_steps):
                     record.update({f"eval/{k}": float(v) for k, v in eval_fn(state).items()})
+                    now = time.perf_counter()
                 history.append(record)
                 _append_log(log_path, record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss",) or k.startswith("eval/")})
-                sums, count, t_last = {}, 0, now
+                sums, count, t_last, t_eval = {}, 0, now, 0.0
             elif eval_fn is not None and eval_every and done % eval_every == 0:
+                t0 = time.perf_counter()
                 record = {"step": done, **{f"eval/{k}": float(v) for k, v in eval_fn(state).items()}}
+                t_eval += time.perf_counter() - t0
                 history.append(record)
                 _append_log(log_path, record)
             if checkpointer is not None:
