@@ -52,6 +52,9 @@ def functional_with_state(module: nnx.Module) -> tuple[Callable[..., Any], Param
     graphdef, params, state = nnx.split(module, nnx.Param, ...)
 
     def apply(params, state, *args, **kwargs):
+        # Fresh Variables: nnx.merge would otherwise reuse (and, eagerly, mutate) the caller's
+        # state, and raise a TraceContextError under jax.grad.
+        state = jax.tree.map(lambda v: v, state)
         model = nnx.merge(graphdef, params, state)
         out = model(*args, **kwargs)
         _, _, new_state = nnx.split(model, nnx.Param, ...)

@@ -62,3 +62,11 @@ def test_mlps_and_functional_with_state():
     y, new_state = apply(params, state, x, True)
     np.testing.assert_allclose(y.mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(new_state["bn"]["mean"][...], 0.5 * x.mean(0), rtol=1e-6)
+    np.testing.assert_array_equal(state["bn"]["mean"][...], np.zeros(3))  # caller's state untouched
+
+    def loss(p):  # batch statistics threaded through a gradient
+        y, s = apply(p, state, x, True)
+        return jnp.sum(y**2), s
+
+    grads, s = jax.grad(loss, has_aux=True)(params)
+    np.testing.assert_allclose(s["bn"]["mean"][...], 0.5 * x.mean(0), rtol=1e-6)
