@@ -52,10 +52,9 @@ def functional_with_state(module: nnx.Module) -> tuple[Callable[..., Any], Param
     graphdef, params, state = nnx.split(module, nnx.Param, ...)
 
     def apply(params, state, *args, **kwargs):
-        # Fresh Variables: nnx.merge would otherwise reuse (and, eagerly, mutate) the caller's
-        # state, and raise a TraceContextError under jax.grad.
-        state = jax.tree.map(lambda v: v, state)
-        model = nnx.merge(graphdef, params, state)
+        # copy=True: fresh Variables; otherwise merge reuses (and, eagerly, mutates) the caller's
+        # state, and batch norm raises a TraceContextError under jax.grad.
+        model = nnx.merge(graphdef, params, state, copy=True)
         out = model(*args, **kwargs)
         _, _, new_state = nnx.split(model, nnx.Param, ...)
         return out, new_state

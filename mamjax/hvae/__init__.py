@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from flax import nnx
 
+from mamjax.nn import functional_with_state
+
 from mamjax.hvae import plots
 from mamjax.hvae.configs import PRESETS
 from mamjax.hvae.model import HVAE, LATENTS, POSTERIORS
@@ -38,24 +40,3 @@ def build(data_dim: int, *, seed: int = 0, **kwargs):
       **kwargs: :class:`HVAE` arguments, e.g. ``**PRESETS["rg_structured"]``.
     """
     return functional_with_state(HVAE(data_dim, rngs=nnx.Rngs(seed), **kwargs))
-
-
-def functional_with_state(module: nnx.Module):
-    """``mamjax.nn.functional_with_state`` with ``nnx.merge(..., copy=True)``.
-
-    Why a copy: with flax 0.12.8, ``mamjax.nn.functional_with_state`` merges the
-    state's Variables without copying; batch norm then mutates a ``BatchStat``
-    created outside ``jax.grad``'s trace and raises ``TraceContextError`` when the
-    loss is differentiated (checked: ``copy=True`` fixes it, also under ``jit``).
-    Same contract: ``apply(params, state, *args, **kwargs) -> (outputs, new_state)``.
-    Replace by the core function once it copies.
-    """
-    graphdef, params, state = nnx.split(module, nnx.Param, ...)
-
-    def apply(params, state, *args, **kwargs):
-        model = nnx.merge(graphdef, params, state, copy=True)
-        out = model(*args, **kwargs)
-        _, _, new_state = nnx.split(model, nnx.Param, ...)
-        return out, new_state
-
-    return apply, params, state
