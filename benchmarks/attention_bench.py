@@ -20,8 +20,12 @@ cluttered, 6 glimpses, Mnih et al. 2014); a CPU budget of minutes reaches far le
 from __future__ import annotations
 
 import argparse
-import resource
 import time
+
+try:
+    from benchmarks.common import peak_rss_mib
+except ImportError:  # run as a script from benchmarks/
+    from common import peak_rss_mib
 
 import jax
 import jax.numpy as jnp
@@ -150,7 +154,7 @@ def main(quick: bool = False):
     for ds in datasets:
         results = run_dataset(ds, **settings)
         print_tables(ds, results, settings["seconds"], settings["num_train"], settings["num_test"])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(f"\nprocess peak RSS {peak:.0f} MB; total wall time {time.time() - t0:.0f} s "
           f"(shared 2-core CPU: other jobs ran at the same time, so absolute speeds vary).")
 

@@ -19,8 +19,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import resource
 import time
+
+try:
+    from benchmarks.common import peak_rss_mib
+except ImportError:  # run as a script from benchmarks/
+    from common import peak_rss_mib
 
 # Burda et al. (2016), Table 1: test NLL estimated with L_5000, full test set, dynamic binarization.
 LITERATURE = [
@@ -64,7 +68,7 @@ def _run_one(name: str, budget_s: float, num_test: int, iwae_k: int, batch_size:
                 steps_per_s=(step - 1) / train_s, epochs=step * batch_size / data.num_train,
                 train_elbo_last=float(np.mean(elbos[-5:])) if elbos else float("nan"),
                 eval_s=time.perf_counter() - t1, load=(load0 + os.getloadavg()[0]) / 2,
-                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                peak_rss_mib=peak_rss_mib())
 
 
 def main(quick: bool = False, clock: str = "wall", budget: float | None = None, kl_warmup: int = 0) -> str:
