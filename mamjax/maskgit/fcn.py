@@ -61,9 +61,6 @@ def make_fcn(num_classes: int, seed: int = 0) -> Classifier:
 def fcn_loss(apply: Callable, params, model_state, batch: dict, key) -> tuple[Array, tuple[dict, Any]]:
     """Cross-entropy on ``batch = {"x": [B, T], "label": [B]}`` in training mode."""
     del key
-    # Fresh Variable objects at this trace level: NNX refuses to update batch statistics
-    # held by Variables created outside the enclosing grad trace.
-    model_state = jax.tree.map(lambda v: v, model_state)
     (logits, _), new_state = apply(params, model_state, batch["x"], True)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
     acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
