@@ -29,16 +29,20 @@ __all__ = [
 ]
 
 
-def functional(module: nnx.Module) -> tuple[Callable[..., Any], Params]:
+def functional(module: nnx.Module, method: str | None = None) -> tuple[Callable[..., Any], Params]:
     """Splits a stateless NNX module into ``(apply, params)``.
 
     ``apply(params, *args, **kwargs)`` is a pure function: it merges a fresh copy
-    of the module with ``params`` and calls it. Jit, grad and vmap it freely.
+    of the module with ``params`` and calls it (or its ``method``, e.g.
+    ``"leave_one_out"``). Jit, grad and vmap it freely.
     """
+    if method is not None and not callable(getattr(module, method, None)):
+        raise ValueError(f"`method` must name a method of {type(module).__name__}; got {method!r}.")
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
 
     def apply(params, *args, **kwargs):
-        return nnx.merge(graphdef, params, rest)(*args, **kwargs)
+        model = nnx.merge(graphdef, params, rest)
+        return (model if method is None else getattr(model, method))(*args, **kwargs)
 
     return apply, params
 
@@ -128,6 +132,18 @@ class _Block(nnx.Module):
         h = h + self.attn(self.ln1(h))
         return h + self.fc2(jax.nn.gelu(self.fc1(self.ln2(h))))
 
+    def at_queries(self, h: Array, index: Array) -> Array:
+        """The block's output at one position per sequence: ``h [B, S, d], index [B] -> [B, d]``.
+
+        Keys and values read the whole sequence; only the query row, the
+        attention output and the MLP of position ``index[b]`` are computed.
+        """
+        x = self.ln1(h)
+        take = lambda a: jnp.take_along_axis(a, index[:, None, None], axis=1)  # [B, 1, d]
+        hq = take(h) + self.attn(take(x), x)
+        hq = hq + self.fc2(jax.nn.gelu(self.fc1(self.ln2(hq))))
+        return hq[:, 0]
+
 
 class TransformerEncoder(nnx.Module):
     """Bidirectional (unmasked-attention) transformer over partially observed tokens.
@@ -155,22 +171,54 @@ class TransformerEncoder(nnx.Module):
         self.ln = nnx.LayerNorm(dim, rngs=rngs)
         self.head = nnx.Linear(dim, out_features or vocab_size, rngs=rngs)
 
-    def __call__(self, tokens: Array, mask: Array, labels: Array | None = None) -> Array:
+    def _check_tokens(self, tokens: Array) -> None:
         chex.assert_rank(tokens, 2, custom_message="`tokens` must be [batch, seq_len] int")
         if tokens.shape[1] != self.seq_len:
             raise ValueError(f"`tokens` must have seq_len {self.seq_len}; got shape {tokens.shape}.")
         if not jnp.issubdtype(tokens.dtype, jnp.integer):
             raise TypeError(f"`tokens` must be integer; got dtype {tokens.dtype}.")
+
+    def _with_class(self, h: Array, labels: Array | None) -> Array:
+        if self.cls is None:
+            return h
+        if labels is None:
+            raise ValueError("`labels` is required: this encoder is class-conditional.")
+        return jnp.concatenate([self.cls(labels)[:, None, :], h], axis=1)
+
+    def __call__(self, tokens: Array, mask: Array, labels: Array | None = None) -> Array:
+        self._check_tokens(tokens)
         if mask.dtype != jnp.bool_ or mask.shape != tokens.shape:
             raise TypeError(f"`mask` must be bool of shape {tokens.shape}; got {mask.dtype} {mask.shape}.")
         safe = jnp.where(mask, tokens, 0)  # hidden entries may hold any id, e.g. a MASK id
         h = jnp.where(mask[..., None], self.tok(safe), self.mask_emb[...][None, None, :]) + self.pos[...][None]
-        if self.cls is not None:
-            if labels is None:
-                raise ValueError("`labels` is required: this encoder is class-conditional.")
-            h = jnp.concatenate([self.cls(labels)[:, None, :], h], axis=1)
+        h = self._with_class(h, labels)
         for block in self.blocks:
             h = block(h)
         if self.cls is not None:
             h = h[:, 1:]
         return self.head(self.ln(h))
+
+    def leave_one_out(self, tokens: Array, labels: Array | None = None) -> Array:
+        """``out[b, n]`` = the logits at position ``n`` when ``n`` alone is hidden: ``[B, L, out_features]``.
+
+        Equals ``self(tokens, mask_n, labels)[:, n]`` with ``mask_n`` hiding only
+        ``n``, for every ``n``, in one pass over the ``L`` singly-masked copies.
+        Cheaper than ``L`` full calls (or one ``vmap`` over them): the last block
+        computes its query, attention output and MLP only at the hidden position of
+        each copy, and the head reads only that position. This is the
+        self-Token-Critic's forward pass (:mod:`mamjax.maskgit.self_critic`).
+        """
+        self._check_tokens(tokens)
+        b, l = tokens.shape
+        pos = self.pos[...]
+        emb = self.tok(tokens) + pos[None]  # [B, L, d]
+        hidden = self.mask_emb[...][None, :] + pos  # [L, d]: position n hidden
+        eye = jnp.eye(l, dtype=bool)[None, :, :, None]
+        h = jnp.where(eye, hidden[None, None], emb[:, None])  # [B, copy n, L, d]
+        h = h.reshape(b * l, l, -1)
+        h = self._with_class(h, None if labels is None else jnp.repeat(labels, l))
+        for block in self.blocks[:-1]:
+            h = block(h)
+        index = jnp.tile(jnp.arange(l), b) + (0 if self.cls is None else 1)
+        hq = self.blocks[-1].at_queries(h, index)  # [B * L, d]
+        return self.head(self.ln(hq)).reshape(b, l, -1)

@@ -42,6 +42,26 @@ def test_class_conditional_and_errors():
         apply(params, jnp.zeros((2, 5), jnp.int32), jnp.ones((2, 5), bool), jnp.array([0, 1]))
 
 
+@pytest.mark.parametrize("depth,num_classes", [(1, None), (2, None), (2, 3), (3, 3)])
+def test_leave_one_out_equals_singly_masked_calls(depth, num_classes):
+    module = nn.TransformerEncoder(7, 6, dim=16, depth=depth, num_heads=2, num_classes=num_classes,
+                                   rngs=nnx.Rngs(depth))
+    apply, params = nn.functional(module)
+    loo, _ = nn.functional(module, method="leave_one_out")
+    t = jax.random.randint(jax.random.key(0), (3, 6), 0, 7)
+    labels = None if num_classes is None else jnp.array([0, 2, 3])  # 3 = the null class
+    got = loo(params, t, labels)
+    assert got.shape == (3, 6, 7)
+    for n in range(6):
+        m = jnp.ones((3, 6), bool).at[:, n].set(False)
+        np.testing.assert_allclose(got[:, n], apply(params, t, m, labels)[:, n], rtol=1e-5, atol=1e-5)
+
+
+def test_functional_rejects_unknown_method():
+    with pytest.raises(ValueError, match="`method`"):
+        nn.functional(nn.MLP(2, [4], 1, rngs=nnx.Rngs(0)), method="nope")
+
+
 def test_mlps_and_functional_with_state():
     apply, params = nn.functional(nn.ResidualMLP(6, 16, 2, 3, rngs=nnx.Rngs(0)))
     assert jax.jit(apply)(params, jnp.ones((4, 6))).shape == (4, 3)
