@@ -1,15 +1,12 @@
 """MaskGIT decoding: schedule counts, no re-masking, jit == eager reference, vmap == loop."""
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mamjax import masks
-# the package re-exports the function `decode`, which shadows the module attribute
-D = importlib.import_module("mamjax.maskgit.decode")
+from mamjax.maskgit import decoding as D
 
 K, L, B = 7, 16, 3
 

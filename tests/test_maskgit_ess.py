@@ -1,17 +1,16 @@
 """Self-Token-Critic and ESS: batched critic == N separate passes, reverse-sampling stop rule."""
 
 import collections
-import importlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from mamjax import masks
+from mamjax import masks, nn
+from mamjax.maskgit import decoding as D
 from mamjax.maskgit import ess, self_critic
-
-D = importlib.import_module("mamjax.maskgit.decode")
 
 K, N, B, DIM = 6, 10, 3, 4
 
@@ -116,7 +115,7 @@ def test_reverse_error_matches_direct_computation():
     logp = np.asarray(self_critic.critic_log_probs(fn, tokens, None, cb))[0]
     order = np.argsort(logp, kind="stable")
     cbn, tok = np.asarray(cb), np.asarray(tokens)[0]
-    for t in range(1, T):
+    for t in range(int(res.t_star[0]), T):  # the steps the walk reached
         n_prev = int(masks.num_hidden_at(t - 1, T, N))
         n_t = int(masks.num_hidden_at(t, T, N))
         if n_prev == n_t:
@@ -157,4 +156,71 @@ def test_reverse_t_star_batch_level_and_per_sequence():
     expected_batch = _reference_stop(errors.mean(0), no_diff, T)
     assert (np.asarray(batch.t_star) == expected_batch).all()
     for b in range(4):
-        assert int(per_seq.t_star[b]) == _reference_stop(errors[b], no_diff, T)
+        assert int(per_seq.t_star[b]) == _reference_stop(np.asarray(per_seq.errors[b]), no_diff, T)
+
+
+@pytest.mark.parametrize("per_sequence", [False, True])
+def test_early_exit_walk_equals_batched_walk(per_sequence):
+    fn, cb, T = toy_logits_fn(10), _codebook(), 8
+    tokens = jax.random.randint(jax.random.key(11), (5, N), 0, K)
+    run = jax.jit(lambda t, e: ess.critical_reverse_sampling(fn, t, None, cb, num_steps=T, per_sequence=per_sequence,
+                                                             early_exit=e), static_argnums=1)
+    fast, full = run(tokens, True), run(tokens, False)
+    np.testing.assert_array_equal(np.asarray(fast.t_star), np.asarray(full.t_star))
+    np.testing.assert_array_equal(np.asarray(fast.mask), np.asarray(full.mask))
+    reached = np.arange(T)[None] >= int(np.min(fast.t_star))
+    np.testing.assert_allclose(np.asarray(fast.errors) * reached, np.asarray(full.errors) * reached, rtol=1e-6)
+
+
+def _counting(fn, calls):
+    def counted(tokens, mask, labels):
+        jax.debug.callback(lambda: calls.append(1))
+        return fn(tokens, mask, labels)
+    return counted
+
+
+def test_early_exit_walk_calls_the_prior_once_per_reached_step():
+    fn, cb, T = toy_logits_fn(12), _codebook(), 10
+    tokens = jax.random.randint(jax.random.key(13), (2, N), 0, K)
+    logp = self_critic.critic_log_probs(fn, tokens, None, cb)
+    calls = []
+    res = jax.jit(lambda t, c: ess.critical_reverse_sampling(_counting(fn, calls), t, None, cb, num_steps=T,
+                                                             critic_logp=c))(tokens, logp)
+    jax.effects_barrier()
+    t_star = int(res.t_star[0])
+    counts = [int(masks.num_hidden_at(t, T, N)) for t in range(T)]
+    stopped_on_no_diff = counts[t_star] == ([N] + counts)[t_star]
+    assert len(calls) == T - t_star - int(stopped_on_no_diff)
+
+
+def test_resampling_skips_the_critic_when_nothing_is_hidden():
+    fn, cb, T = toy_logits_fn(14), _codebook(), 6
+    tokens = jax.random.randint(jax.random.key(15), (2, N), 0, K)
+    rev = ess.critical_reverse_sampling(fn, tokens, None, cb, num_steps=T)
+    critic_calls = []
+
+    def loo(t, labels):  # the critic, counted
+        jax.debug.callback(lambda: critic_calls.append(1))
+        return self_critic.leave_one_out_logits(fn, t, labels)
+
+    jax.jit(lambda k: ess.critical_resampling(fn, rev, None, cb, k, num_steps=T, leave_one_out_fn=loo))(
+        jax.random.key(0))
+    jax.effects_barrier()
+    t_star = int(rev.t_star[0])
+    hides = [int(masks.num_hidden_at(t, T, N)) > 0 for t in range(t_star, T)]
+    assert len(critic_calls) == sum(hides) < T - t_star
+
+
+def test_transformer_leave_one_out_gives_the_same_ess_samples():
+    """The prior's cheaper leave-one-out pass is an exact stand-in for the vmapped critic."""
+    module = nn.TransformerEncoder(K, N, dim=16, depth=2, num_heads=2, num_classes=2, rngs=nnx.Rngs(3))
+    apply, params = nn.functional(module)
+    loo_apply, _ = nn.functional(module, method="leave_one_out")
+    fn = lambda t, m, y: apply(params, t, m, y)
+    loo = lambda t, y: loo_apply(params, t, y)
+    labels = jnp.array([0, 1, 2])
+    run = jax.jit(lambda k, f: ess.ess_decode(fn, k, _codebook(), batch_size=B, seq_len=N, labels=labels,
+                                              num_steps=6, leave_one_out_fn=f), static_argnums=1)
+    for seed in range(3):
+        np.testing.assert_array_equal(np.asarray(run(jax.random.key(seed), None)),
+                                      np.asarray(run(jax.random.key(seed), loo)))

@@ -2,13 +2,13 @@
 
 TimeVQVAE-style STFT tokenizer (:mod:`.tokenizer`, :mod:`.vq`), bidirectional
 transformer priors trained with the MaskGIT objective (:mod:`.prior`), MaskGIT
-iterative decoding as a pure function (:mod:`.decode`), the self-Token-Critic
+iterative decoding as a pure function (:mod:`.decoding`), the self-Token-Critic
 (:mod:`.self_critic`), critical reverse sampling and critical resampling
 (:mod:`.ess`), two-stage generation (:mod:`.sample`), and an FCN classifier with
 FID / IS / CAS (:mod:`.fcn`, :mod:`.metrics`).
 """
 
-from mamjax.maskgit.decode import MASK_ID, DecodeState, decode, guided_logits, mask_by_random_topk
+from mamjax.maskgit.decoding import MASK_ID, DecodeState, decode, guided_logits, mask_by_random_topk
 from mamjax.maskgit.ess import critical_resampling, critical_reverse_sampling, ess_decode
 from mamjax.maskgit.metrics import classification_accuracy_score, fid, frechet_distance, inception_score
 from mamjax.maskgit.prior import hf_logits_fn, lf_logits_fn, make_priors, maskgit_loss, prior_loss

@@ -14,6 +14,13 @@ ratios. As in the official code the error is averaged over the batch and one ``t
 serves the whole batch (``per_sequence=False``, the default: the resampling loop
 then runs only ``T - t*`` steps); ``per_sequence=True`` gives each sequence its own
 ``t*`` (the loop then runs from the smallest one).
+
+Cost, in prior calls on a batch: naive decoding ``T``; the critic ``N`` (one pass
+over the ``N`` singly-masked copies, about ``N / 2`` with the prior's own
+``leave_one_out_fn``); the reverse walk ``T - t*`` (it stops where the official loop
+breaks; ``early_exit=False`` predicts all ``T - 1`` retractions in one batched pass
+instead, fewer sequential calls on wide accelerators); critical resampling ``T - t*``
+prior calls plus one critic per step that hides a token (the last step hides none).
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ import jax
 import jax.numpy as jnp
 
 from mamjax import masks as masks_lib
-from mamjax.maskgit.decode import MASK_ID, decode
+from mamjax.maskgit.decoding import MASK_ID, decode
 from mamjax.maskgit import self_critic, vq
 
 Array = jax.Array
 PRNGKey = jax.Array
 LogitsFn = Callable[[Array, Array, Array | None], Array]
+LeaveOneOutFn = Callable[[Array, Array | None], Array]
 
 __all__ = ["ReverseResult", "critical_reverse_sampling", "critical_resampling", "ess_decode",
            "stopping_step"]
@@ -57,6 +65,29 @@ def _hidden_sets(critic_logp: Array, counts: Array) -> Array:
     return ranks[None] < counts[:, None, None]
 
 
+def _stop_init(window: int) -> tuple:
+    """Carry of the stopping rule: ``(stopped, t_star, prev_error, ratio_buffer, num_ratios)``."""
+    return (jnp.bool_(False), jnp.int32(1), jnp.float32(0.0), jnp.zeros((window,), jnp.float32), jnp.int32(0))
+
+
+def _stop_update(carry: tuple, t: Array, err: Array, no_diff_t: Array, num_steps: int, window: int,
+                 threshold: float) -> tuple:
+    """One step ``t`` of the official stopping rule (a stopped carry stays as it is)."""
+    stopped, t_star, prev, buf, count = carry
+    first = t == num_steps - 1
+    ratio = err / (prev + 1e-5)
+    buf_new = jnp.where(first, buf, buf.at[count % window].set(ratio))
+    count_new = jnp.where(first, count, count + 1)
+    ma = jnp.where(first, 0.0, jnp.sum(buf_new) / jnp.maximum(jnp.minimum(count_new, window), 1))
+    stop_here = no_diff_t | ((~first) & (ma > threshold)) | (t == 1)
+    return (stopped | stop_here, jnp.where(stopped, t_star, t), jnp.where(stopped, prev, err),
+            jnp.where(stopped, buf, buf_new), jnp.where(stopped, count, count_new))
+
+
+def _window(num_steps: int, ma_rate: float) -> int:
+    return max(1, round(num_steps * ma_rate))
+
+
 def stopping_step(errors: Array, no_diff: Array, num_steps: int, ma_rate: float = 0.3,
                   threshold: float = 1.0) -> Array:
     """t* from per-step errors, walking t = T-1, ..., 1 (one sequence).
@@ -68,34 +99,21 @@ def stopping_step(errors: Array, no_diff: Array, num_steps: int, ma_rate: float 
     Returns:
       int32 scalar t* in [1, T-1].
     """
-    window = max(1, round(num_steps * ma_rate))
+    window = _window(num_steps, ma_rate)
 
     def body(carry, t):
-        stopped, t_star, prev, buf, count = carry
-        err = errors[t]
-        first = t == num_steps - 1
-        ratio = err / (prev + 1e-5)
-        buf_new = jnp.where(first, buf, buf.at[count % window].set(ratio))
-        count_new = jnp.where(first, count, count + 1)
-        ma = jnp.where(first, 0.0, jnp.sum(buf_new) / jnp.maximum(jnp.minimum(count_new, window), 1))
-        stop_here = no_diff[t] | ((~first) & (ma > threshold)) | (t == 1)
-        new = (stopped | stop_here, jnp.where(stopped, t_star, t), jnp.where(stopped, prev, err),
-               jnp.where(stopped, buf, buf_new), jnp.where(stopped, count, count_new))
-        return new, None
+        return _stop_update(carry, t, errors[t], no_diff[t], num_steps, window, threshold), None
 
-    init = (jnp.bool_(False), jnp.int32(1), jnp.float32(0.0), jnp.zeros((window,), jnp.float32), jnp.int32(0))
-    (_, t_star, _, _, _), _ = jax.lax.scan(body, init, jnp.arange(num_steps - 1, 0, -1))
-    return t_star
+    carry, _ = jax.lax.scan(body, _stop_init(window), jnp.arange(num_steps - 1, 0, -1))
+    return carry[1]
 
 
 def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array | None, codebook: Array, *,
                               num_steps: int = 10, schedule: str = "cosine", ma_rate: float = 0.3,
                               threshold: float = 1.0, critic_logp: Array | None = None,
-                              per_sequence: bool = False) -> ReverseResult:
+                              per_sequence: bool = False, early_exit: bool = True,
+                              leave_one_out_fn: LeaveOneOutFn | None = None) -> ReverseResult:
     """Retracts a naive sample ``s_T`` to ``s_{t*}`` by re-masking the critic's least likely tokens.
-
-    All ``T - 1`` candidate retractions are predicted in one batched forward
-    pass (vmap over steps); the stopping rule then runs as a scan over scalars.
 
     Args:
       logits_fn: ``(tokens, mask, labels) -> [B, N, K]``.
@@ -106,46 +124,72 @@ def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array 
       critic_logp: ``[B, N]`` precomputed critic scores of ``tokens`` (else computed here).
       per_sequence: one t* per sequence (True) or one for the batch from the batch-mean error
         (False, as in the official code).
+      early_exit: walk ``t = T-1, ..., 1`` one prior call per step and stop at t*, as the official loop
+        (True); or predict all ``T - 1`` retractions in one batched pass, then apply the rule (False).
+        Both give the same t* and the same errors at the steps the walk reaches.
+      leave_one_out_fn: the prior's leave-one-out pass for the critic (see
+        :func:`mamjax.maskgit.self_critic.leave_one_out_logits`).
 
     Returns:
-      :class:`ReverseResult`.
+      :class:`ReverseResult`; ``errors[b, t]`` is 0 at steps the walk did not reach.
     """
     if num_steps < 2:
         raise ValueError(f"`num_steps` must be >= 2 for critical reverse sampling; got {num_steps}.")
     b, n = tokens.shape
     if critic_logp is None:
-        critic_logp = self_critic.critic_log_probs(logits_fn, tokens, labels, codebook)
+        critic_logp = self_critic.critic_log_probs(logits_fn, tokens, labels, codebook, leave_one_out_fn)
     counts = jnp.stack([masks_lib.num_hidden_at(t, num_steps, n, schedule) for t in range(num_steps)])
     counts_prev = jnp.concatenate([jnp.array([n], jnp.int32), counts[:-1]])  # hidden before step t
     hidden = _hidden_sets(critic_logp, counts)  # [T, B, N] hidden after step t
     hidden_prev = _hidden_sets(critic_logp, counts_prev)  # [T, B, N] hidden after step t - 1
-
-    def predict(h_prev):
-        return jnp.argmax(logits_fn(tokens, ~h_prev, labels), axis=-1)  # [B, N]
-
-    pred = jax.vmap(predict)(hidden_prev)  # [T, B, N]; one batched pass
-    revealed = hidden_prev & ~hidden  # [T, B, N]
-    sq = jnp.sum((vq.lookup(tokens, codebook)[None] - vq.lookup(pred, codebook)) ** 2, axis=-1)  # [T, B, N]
-    num_rev = jnp.sum(revealed, axis=-1)  # [T, B]
-    errors = jnp.sum(jnp.where(revealed, sq, 0.0), -1) / jnp.maximum(num_rev, 1) / codebook.shape[1]
     no_diff = counts == counts_prev  # [T]
+    emb = vq.lookup(tokens, codebook)  # [B, N, d]
+
+    def step_errors(h, h_prev):
+        """``[B]`` mean squared codebook error of the tokens revealed between ``h_prev`` and ``h``."""
+        pred = jnp.argmax(logits_fn(tokens, ~h_prev, labels), axis=-1)  # [B, N]
+        revealed = h_prev & ~h
+        sq = jnp.sum((emb - vq.lookup(pred, codebook)) ** 2, axis=-1)  # [B, N]
+        num_rev = jnp.sum(revealed, axis=-1)
+        return jnp.sum(jnp.where(revealed, sq, 0.0), -1) / jnp.maximum(num_rev, 1) / codebook.shape[1]
+
+    window = _window(num_steps, ma_rate)
+    update = lambda carry, t, err: _stop_update(carry, t, err, no_diff[t], num_steps, window, threshold)
+    init = _stop_init(window)
     if per_sequence:
-        t_star = jax.vmap(lambda e: stopping_step(e, no_diff, num_steps, ma_rate, threshold))(errors.T)
-    else:  # every row reveals the same number of tokens per step: the row mean is the element mean
-        t_star = jnp.broadcast_to(stopping_step(jnp.mean(errors, axis=1), no_diff, num_steps, ma_rate, threshold),
-                                  (b,))
+        init = jax.tree.map(lambda x: jnp.broadcast_to(x, (b,) + x.shape), init)
+        update = jax.vmap(update, in_axes=(0, None, 0))
+    if early_exit:
+        def body(c):
+            t, carry, errors = c
+            err = jax.lax.cond(no_diff[t], lambda: jnp.zeros((b,), jnp.float32),
+                               lambda: step_errors(hidden[t], hidden_prev[t]).astype(jnp.float32))
+            carry = update(carry, t, err if per_sequence else jnp.mean(err))
+            return t - 1, carry, errors.at[:, t].set(err)
+
+        cond = lambda c: (c[0] >= 1) & ~jnp.all(c[1][0])
+        _, carry, errors = jax.lax.while_loop(
+            cond, body, (jnp.int32(num_steps - 1), init, jnp.zeros((b, num_steps), jnp.float32)))
+    else:  # every candidate retraction in one batched pass (vmap over steps)
+        errors = jax.vmap(step_errors)(hidden, hidden_prev).T.astype(jnp.float32)  # [B, T]
+        carry, _ = jax.lax.scan(lambda c, t: (update(c, t, errors[:, t] if per_sequence else
+                                                     jnp.mean(errors[:, t])), None),
+                                init, jnp.arange(num_steps - 1, 0, -1))
+    t_star = jnp.broadcast_to(carry[1], (b,))
     mask = ~jnp.take_along_axis(jnp.moveaxis(hidden, 0, 1), t_star[:, None, None], axis=1)[:, 0]
-    return ReverseResult(t_star, jnp.where(mask, tokens, MASK_ID), mask, errors.T)
+    return ReverseResult(t_star, jnp.where(mask, tokens, MASK_ID), mask, errors)
 
 
 def critical_resampling(logits_fn: LogitsFn, reverse: ReverseResult, labels: Array | None, codebook: Array,
                         key: PRNGKey, *, num_steps: int = 10, schedule: str = "cosine", temperature: float = 4.0,
-                        guidance_scale: float = 1.0, null_label: int | None = None) -> Array:
+                        guidance_scale: float = 1.0, null_label: int | None = None,
+                        leave_one_out_fn: LeaveOneOutFn | None = None) -> Array:
     """Decodes ``s_{t*}`` forward from step ``t*`` with the critic as the confidence.
 
     At each step all hidden tokens are sampled from the (guided) prior, the critic
     scores the whole candidate sequence, and the ``num_hidden_at(t)`` lowest
     (Gumbel-noised) scores are hidden again - previously kept tokens included.
+    The loop runs steps ``min(t*), ..., T - 1`` only.
 
     Returns:
       ``[B, N] int32`` tokens.
@@ -154,14 +198,15 @@ def critical_resampling(logits_fn: LogitsFn, reverse: ReverseResult, labels: Arr
     return decode(
         logits_fn, reverse.tokens, reverse.mask, key, labels=labels, num_steps=num_steps, schedule=schedule,
         temperature=temperature, guidance_scale=guidance_scale, null_label=null_label,
-        confidence_fn=self_critic.critic_confidence_fn(logits_fn, codebook), start_step=reverse.t_star,
-        num_initial_hidden=jnp.int32(n), lock_observed=False)
+        confidence_fn=self_critic.critic_confidence_fn(logits_fn, codebook, leave_one_out_fn),
+        start_step=reverse.t_star, num_initial_hidden=jnp.int32(n), lock_observed=False)
 
 
 def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size: int, seq_len: int,
                labels: Array | None = None, num_steps: int = 10, schedule: str = "cosine",
                temperature: float = 4.0, guidance_scale: float = 1.0, null_label: int | None = None,
-               ma_rate: float = 0.3, per_sequence: bool = False, return_info: bool = False):
+               ma_rate: float = 0.3, per_sequence: bool = False, early_exit: bool = True,
+               leave_one_out_fn: LeaveOneOutFn | None = None, return_info: bool = False):
     """Unconditional (or class-conditional) generation with ESS.
 
     Args:
@@ -170,7 +215,9 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
       codebook: ``[K, d]`` embeddings of the tokens.
       batch_size, seq_len: B, N (static).
       labels: ``[B]`` or None.
-      per_sequence: see :func:`critical_reverse_sampling`.
+      per_sequence, early_exit: see :func:`critical_reverse_sampling`.
+      leave_one_out_fn: ``(tokens, labels) -> [B, N, K]``, the prior's leave-one-out logits for the
+        critic (e.g. ``TransformerEncoder.leave_one_out``); None = vmap of ``logits_fn`` over the copies.
 
     Returns:
       ``[B, N] int32`` (and ``(naive_tokens, ReverseResult)`` if ``return_info``).
@@ -178,12 +225,12 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
     k_naive, k_resample = jax.random.split(key)
     blank = jnp.full((batch_size, seq_len), MASK_ID, jnp.int32)
     hidden = jnp.zeros((batch_size, seq_len), bool)
-    naive = decode(logits_fn, blank, hidden, k_naive, labels=labels, num_steps=num_steps,
-                              schedule=schedule, temperature=temperature, guidance_scale=guidance_scale,
-                              null_label=null_label)
+    naive = decode(logits_fn, blank, hidden, k_naive, labels=labels, num_steps=num_steps, schedule=schedule,
+                   temperature=temperature, guidance_scale=guidance_scale, null_label=null_label)
     reverse = critical_reverse_sampling(logits_fn, naive, labels, codebook, num_steps=num_steps,
-                                        schedule=schedule, ma_rate=ma_rate, per_sequence=per_sequence)
+                                        schedule=schedule, ma_rate=ma_rate, per_sequence=per_sequence,
+                                        early_exit=early_exit, leave_one_out_fn=leave_one_out_fn)
     out = critical_resampling(logits_fn, reverse, labels, codebook, k_resample, num_steps=num_steps,
                               schedule=schedule, temperature=temperature, guidance_scale=guidance_scale,
-                              null_label=null_label)
+                              null_label=null_label, leave_one_out_fn=leave_one_out_fn)
     return (out, (naive, reverse)) if return_info else out

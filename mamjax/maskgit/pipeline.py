@@ -46,6 +46,7 @@ class PriorBundle(NamedTuple):
     apply_h: Callable
     params: dict
     num_classes: int
+    loo_l: Callable | None = None  # the low-band prior's leave-one-out apply (the critic's forward pass)
 
 
 def _sub(workdir, name):
@@ -95,6 +96,7 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
     pri = prior_lib.make_priors(num_codes, codes_l.shape[1], codes_h.shape[1], num_classes=num_classes, dim=dim,
                                 depth=depth, num_heads=num_heads, rngs=nnx.Rngs(seed + 1))
     (apply_l, p_l), (apply_h, p_h) = nn_lib.functional(pri["lf"]), nn_lib.functional(pri["hf"])
+    loo_l, _ = nn_lib.functional(pri["lf"], method="leave_one_out")
     params = {"lf": p_l, "hf": p_h}
     opt = optax.adamw(learning_rate, weight_decay=1e-2)
     loss = lambda p, b, k: prior_lib.prior_loss(apply_l, apply_h, num_codes, p, b, k, num_classes=num_classes,
@@ -106,7 +108,7 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
     state, hist = train_lib.fit(step, state, stream, num_steps=num_steps, key=jax.random.key(seed + 1),
                                 workdir=_sub(workdir, "prior"), save_every=max(1, num_steps // 2),
                                 log_every=max(1, num_steps // 10), desc="prior", progress=progress)
-    return PriorBundle(apply_l, apply_h, state.params, num_classes), hist
+    return PriorBundle(apply_l, apply_h, state.params, num_classes, loo_l), hist
 
 
 def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_size: int, num_steps: int = 10,
@@ -121,7 +123,7 @@ def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_s
             num_codes=tok.num_codes, len_l=tok.len_l, len_h=tok.len_h, labels=labels, batch_size=batch_size,
             method=method, num_steps=num_steps, schedule=schedule, temperature_l=temperature_l,
             temperature_h=temperature_h, guidance_scale=guidance_scale, null_label=pri.num_classes,
-            ess_per_sequence=ess_per_sequence)
+            ess_per_sequence=ess_per_sequence, apply_loo_l=pri.loo_l)
 
     jitted = jax.jit(run)
     return lambda key, labels: jitted(tok.params, pri.params, codebook_l, key, labels)

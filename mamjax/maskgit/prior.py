@@ -26,7 +26,8 @@ from mamjax import nn as nn_lib
 Array = jax.Array
 LogitsFn = Callable[[Array, Array, Array | None], Array]
 
-__all__ = ["maskgit_mask", "maskgit_loss", "make_priors", "lf_logits_fn", "hf_logits_fn", "prior_loss"]
+__all__ = ["maskgit_mask", "maskgit_loss", "make_priors", "lf_logits_fn", "lf_leave_one_out_fn", "hf_logits_fn",
+           "prior_loss"]
 
 
 def maskgit_mask(key: jax.Array, maskable: Array, schedule: str = "cosine") -> Array:
@@ -97,6 +98,14 @@ def make_priors(num_codes: int, len_l: int, len_h: int, *, num_classes: int | No
 def lf_logits_fn(apply: Callable, params: Any) -> LogitsFn:
     """The low-band prior as ``logits_fn(codes_l, mask, labels) -> [B, N_l, K]``."""
     return lambda tokens, mask, labels: apply(params, tokens, mask, labels)
+
+
+def lf_leave_one_out_fn(apply_loo: Callable, params: Any):
+    """The low-band prior's leave-one-out pass (the critic's forward) as ``fn(codes_l, labels) -> [B, N_l, K]``.
+
+    ``apply_loo`` is ``nn.functional(prior, method="leave_one_out")[0]``.
+    """
+    return lambda tokens, labels: apply_loo(params, tokens, labels)
 
 
 def hf_logits_fn(apply: Callable, params: Any, codes_l: Array, num_codes: int) -> LogitsFn:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from mamjax.maskgit.decode import MASK_ID, decode
+from mamjax.maskgit.decoding import MASK_ID, decode
 from mamjax.maskgit.ess import ess_decode
 from mamjax.maskgit import prior as prior_lib
 
@@ -21,9 +21,11 @@ def sample_tokens(apply_l: Callable, apply_h: Callable, params: dict, key: jax.A
                   method: str = "naive", num_steps: int = 10, schedule: str = "cosine",
                   temperature_l: float = 4.0, temperature_h: float = 4.0, guidance_scale: float = 1.0,
                   null_label: int | None = None, ma_rate: float = 0.3,
-                  ess_per_sequence: bool = False) -> tuple[Array, Array]:
+                  ess_per_sequence: bool = False, apply_loo_l: Callable | None = None) -> tuple[Array, Array]:
     """Samples ``(codes_l [B, N_l], codes_h [B, N_h])``; ``method`` is ``"naive"`` or ``"ess"`` (low band).
 
+    ``apply_loo_l``: the low-band prior's leave-one-out apply (``nn.functional(prior, method="leave_one_out")``),
+    the critic's cheaper exact forward pass; None = vmap of ``apply_l`` over the masked copies.
     Jit with ``static_argnames`` for everything but ``params``, ``key``, ``codebook_l`` and ``labels``.
     """
     k_l, k_h = jax.random.split(key)
@@ -31,17 +33,17 @@ def sample_tokens(apply_l: Callable, apply_h: Callable, params: dict, key: jax.A
     common = dict(labels=labels, num_steps=num_steps, schedule=schedule, guidance_scale=guidance_scale,
                   null_label=null_label)
     if method == "naive":
-        codes_l = decode(f_l, jnp.full((batch_size, len_l), MASK_ID, jnp.int32),
-                                    jnp.zeros((batch_size, len_l), bool), k_l, temperature=temperature_l, **common)
+        codes_l = decode(f_l, jnp.full((batch_size, len_l), MASK_ID, jnp.int32), jnp.zeros((batch_size, len_l), bool),
+                         k_l, temperature=temperature_l, **common)
     elif method == "ess":
-        codes_l = ess_decode(f_l, k_l, codebook_l, batch_size=batch_size, seq_len=len_l,
-                                     temperature=temperature_l, ma_rate=ma_rate,
-                               per_sequence=ess_per_sequence, **common)
+        loo = None if apply_loo_l is None else prior_lib.lf_leave_one_out_fn(apply_loo_l, params["lf"])
+        codes_l = ess_decode(f_l, k_l, codebook_l, batch_size=batch_size, seq_len=len_l, temperature=temperature_l,
+                             ma_rate=ma_rate, per_sequence=ess_per_sequence, leave_one_out_fn=loo, **common)
     else:
         raise ValueError(f"`method` must be one of ['ess', 'naive']; got {method!r}.")
     f_h = prior_lib.hf_logits_fn(apply_h, params["hf"], codes_l, num_codes)
-    codes_h = decode(f_h, jnp.full((batch_size, len_h), MASK_ID, jnp.int32),
-                                jnp.zeros((batch_size, len_h), bool), k_h, temperature=temperature_h, **common)
+    codes_h = decode(f_h, jnp.full((batch_size, len_h), MASK_ID, jnp.int32), jnp.zeros((batch_size, len_h), bool),
+                     k_h, temperature=temperature_h, **common)
     return codes_l, codes_h
 
 

@@ -107,19 +107,21 @@ def decode_step(state: DecodeState, logits_fn: LogitsFn, *, labels: Array | None
     logits = guided_logits(logits_fn, state.tokens, state.mask, labels, guidance_scale, null_label)
     sampled = jax.random.categorical(k_sample, logits, axis=-1).astype(jnp.int32)
     sampled = jnp.where(state.mask, state.tokens, sampled)
+    num_hidden = scheduled_hidden(state.step, num_steps, num_initial_hidden, schedule)
+    active = (state.step >= start_step)[:, None]
     if confidence_fn is None:
         logp = jax.nn.log_softmax(logits, axis=-1)
         confidence = jnp.take_along_axis(logp, sampled[..., None], axis=-1)[..., 0]
-    else:
-        confidence = confidence_fn(sampled, labels)
-    num_hidden = scheduled_hidden(state.step, num_steps, num_initial_hidden, schedule)
+    else:  # a critic may cost many prior calls: skip it at steps that hide nothing (e.g. the last one)
+        needed = jnp.any((num_hidden > 0) & active[:, 0])
+        confidence = jax.lax.cond(needed, lambda: confidence_fn(sampled, labels).astype(logits.dtype),
+                                  lambda: jnp.zeros(sampled.shape, logits.dtype))
     if lock_observed:
         confidence = jnp.where(state.mask, jnp.inf, confidence)
         hidden_now = jnp.sum(~state.mask, axis=-1)
         num_hidden = jnp.minimum(num_hidden, jnp.maximum(hidden_now - 1, 0))
     ratio = (state.step.astype(jnp.float32) + 1.0) / num_steps
     new_mask = mask_by_random_topk(k_noise, num_hidden, confidence, temperature * (1.0 - ratio))
-    active = (state.step >= start_step)[:, None]
     mask = jnp.where(active, new_mask, state.mask)
     tokens = jnp.where(active, jnp.where(new_mask, sampled, MASK_ID), state.tokens)
     history = state.history.at[state.step].set(mask)
