@@ -120,6 +120,14 @@ class ResidualMLP(nnx.Module):
         return self.out(self.act(h))
 
 
+def _singly_replaced(base: Array, rows: Array, offset: int) -> Array:
+    """``L`` copies of ``base [B, S, ...]``, copy ``n`` with position ``offset + n`` replaced by ``rows[n]``: ``[B, L, S, ...]``."""
+    l, s = rows.shape[0], base.shape[1]
+    pick = jnp.arange(s)[None, :] == jnp.arange(l)[:, None] + offset  # [L, S]
+    pick = pick.reshape(pick.shape + (1,) * (base.ndim - 2))[None]
+    return jnp.where(pick, rows[None, :, None], base[:, None])
+
+
 class _Block(nnx.Module):
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, rngs: nnx.Rngs):
         self.ln1 = nnx.LayerNorm(dim, rngs=rngs)
@@ -143,6 +151,19 @@ class _Block(nnx.Module):
         hq = take(h) + self.attn(take(x), x)
         hq = hq + self.fc2(jax.nn.gelu(self.fc1(self.ln2(hq))))
         return hq[:, 0]
+
+    def singly_hidden_copies(self, h: Array, rows: Array, offset: int) -> Array:
+        """The block's output on ``L`` copies of ``h``, copy ``n`` with position ``offset + n`` set to ``rows[n]``.
+
+        ``h [B, S, d], rows [L, d] -> [B, L, S, d]``. LayerNorm and the query / key /
+        value projections act per token, so they run once on ``h`` and once on
+        ``rows``; only attention, its output projection and the MLP run per copy.
+        """
+        a = self.attn
+        x, xr = self.ln1(h), self.ln1(rows)
+        q, k, v = (_singly_replaced(f(x), f(xr), offset) for f in (a.query, a.key, a.value))
+        hc = _singly_replaced(h, rows, offset) + a.out(a.attention_fn(q, k, v, dtype=a.dtype, precision=a.precision))
+        return hc + self.fc2(jax.nn.gelu(self.fc1(self.ln2(hc))))
 
 
 class TransformerEncoder(nnx.Module):
@@ -198,7 +219,7 @@ class TransformerEncoder(nnx.Module):
             h = h[:, 1:]
         return self.head(self.ln(h))
 
-    def leave_one_out(self, tokens: Array, labels: Array | None = None) -> Array:
+    def leave_one_out(self, tokens: Array, labels: Array | None = None, *, batch_size: int | None = None) -> Array:
         """``out[b, n]`` = the logits at position ``n`` when ``n`` alone is hidden: ``[B, L, out_features]``.
 
         Equals ``self(tokens, mask_n, labels)[:, n]`` with ``mask_n`` hiding only
@@ -207,18 +228,36 @@ class TransformerEncoder(nnx.Module):
         computes its query, attention output and MLP only at the hidden position of
         each copy, and the head reads only that position. This is the
         self-Token-Critic's forward pass (:mod:`mamjax.maskgit.self_critic`).
+        The first block shares its LayerNorm and query / key / value projections
+        across the copies (they act per token).
+
+        ``batch_size`` evaluates the copies in chunks of that many sequences
+        (``lax.map``): ``B * L`` copies of ``L`` tokens can outgrow a CPU's cache,
+        where chunks are faster; None evaluates all at once (accelerators).
         """
         self._check_tokens(tokens)
+        if batch_size is None:
+            return self._leave_one_out(tokens, labels)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive int or None; got {batch_size!r}.")
+        if labels is None:
+            return jax.lax.map(lambda t: self._leave_one_out(t[None], None)[0], tokens, batch_size=batch_size)
+        return jax.lax.map(lambda a: self._leave_one_out(a[0][None], a[1][None])[0], (tokens, labels),
+                           batch_size=batch_size)
+
+    def _leave_one_out(self, tokens: Array, labels: Array | None) -> Array:
         b, l = tokens.shape
         pos = self.pos[...]
-        emb = self.tok(tokens) + pos[None]  # [B, L, d]
-        hidden = self.mask_emb[...][None, :] + pos  # [L, d]: position n hidden
-        eye = jnp.eye(l, dtype=bool)[None, :, :, None]
-        h = jnp.where(eye, hidden[None, None], emb[:, None])  # [B, copy n, L, d]
-        h = h.reshape(b * l, l, -1)
-        h = self._with_class(h, None if labels is None else jnp.repeat(labels, l))
-        for block in self.blocks[:-1]:
+        offset = 0 if self.cls is None else 1  # the class token sits at position 0
+        h = self._with_class(self.tok(tokens) + pos[None], labels)  # [B, S, d]
+        hidden = self.mask_emb[...][None, :] + pos  # [L, d]: the input row of position n hidden
+        if len(self.blocks) == 1:
+            h = _singly_replaced(h, hidden, offset)
+        else:
+            h = self.blocks[0].singly_hidden_copies(h, hidden, offset)
+        h = h.reshape(b * l, h.shape[2], -1)  # [B * L copies, S, d]
+        for block in self.blocks[1:-1]:
             h = block(h)
-        index = jnp.tile(jnp.arange(l), b) + (0 if self.cls is None else 1)
+        index = jnp.tile(jnp.arange(l), b) + offset
         hq = self.blocks[-1].at_queries(h, index)  # [B * L, d]
         return self.head(self.ln(hq)).reshape(b, l, -1)

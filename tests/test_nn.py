@@ -55,6 +55,15 @@ def test_leave_one_out_equals_singly_masked_calls(depth, num_classes):
     for n in range(6):
         m = jnp.ones((3, 6), bool).at[:, n].set(False)
         np.testing.assert_allclose(got[:, n], apply(params, t, m, labels)[:, n], rtol=1e-5, atol=1e-5)
+    # in chunks of 2 sequences (3 = one chunk and a remainder): the same numbers
+    np.testing.assert_allclose(loo(params, t, labels, batch_size=2), got, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0])
+def test_leave_one_out_rejects_bad_batch_size(bad):
+    module = nn.TransformerEncoder(7, 6, dim=16, depth=1, num_heads=2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="`batch_size`"):
+        module.leave_one_out(jnp.zeros((2, 6), jnp.int32), batch_size=bad)
 
 
 def test_functional_rejects_unknown_method():

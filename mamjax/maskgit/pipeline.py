@@ -9,6 +9,8 @@ finished, restores) it. Examples, benchmarks and notebooks call these.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import os
 from typing import Any, Callable, NamedTuple
@@ -96,7 +98,8 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
     pri = prior_lib.make_priors(num_codes, codes_l.shape[1], codes_h.shape[1], num_classes=num_classes, dim=dim,
                                 depth=depth, num_heads=num_heads, rngs=nnx.Rngs(seed + 1))
     (apply_l, p_l), (apply_h, p_h) = nn_lib.functional(pri["lf"]), nn_lib.functional(pri["hf"])
-    loo_l, _ = nn_lib.functional(pri["lf"], method="leave_one_out")
+    loo_l = functools.partial(nn_lib.functional(pri["lf"], method="leave_one_out")[0],
+                              batch_size=prior_lib.leave_one_out_batch_size(codes_l.shape[1]))
     params = {"lf": p_l, "hf": p_h}
     opt = optax.adamw(learning_rate, weight_decay=1e-2)
     loss = lambda p, b, k: prior_lib.prior_loss(apply_l, apply_h, num_codes, p, b, k, num_classes=num_classes,

@@ -26,8 +26,8 @@ from mamjax import nn as nn_lib
 Array = jax.Array
 LogitsFn = Callable[[Array, Array, Array | None], Array]
 
-__all__ = ["maskgit_mask", "maskgit_loss", "make_priors", "lf_logits_fn", "lf_leave_one_out_fn", "hf_logits_fn",
-           "prior_loss"]
+__all__ = ["maskgit_mask", "maskgit_loss", "make_priors", "lf_logits_fn", "leave_one_out_batch_size",
+           "lf_leave_one_out_fn", "hf_logits_fn", "prior_loss"]
 
 
 def maskgit_mask(key: jax.Array, maskable: Array, schedule: str = "cosine") -> Array:
@@ -98,6 +98,19 @@ def make_priors(num_codes: int, len_l: int, len_h: int, *, num_classes: int | No
 def lf_logits_fn(apply: Callable, params: Any) -> LogitsFn:
     """The low-band prior as ``logits_fn(codes_l, mask, labels) -> [B, N_l, K]``."""
     return lambda tokens, mask, labels: apply(params, tokens, mask, labels)
+
+
+def leave_one_out_batch_size(seq_len: int) -> int | None:
+    """Sequences per chunk of the critic's leave-one-out pass (``TransformerEncoder.leave_one_out``).
+
+    On CPU about 6,144 copy tokens per chunk (``seq_len`` copies of ``seq_len + 1``
+    tokens per sequence), which keeps a chunk in cache: 1.6-1.9x faster than one
+    chunk at N_l = 13-19 (``benchmarks/critic_bench.py``). None (one chunk) on
+    accelerators, where the whole batch runs in parallel.
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    return max(8, 6144 // (seq_len * (seq_len + 1)))
 
 
 def lf_leave_one_out_fn(apply_loo: Callable, params: Any):
