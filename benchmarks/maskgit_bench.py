@@ -133,12 +133,17 @@ def _python_loop_sampler(out, method: str, batch_size: int, num_steps: int = 10,
     return sample
 
 
-def _time_per_1000(fn, repeats: int, batch: int) -> float:
-    fn(0)  # compile / warm up
-    t0 = time.perf_counter()
+def _time_per_1000(fns: dict, repeats: int, batch: int) -> dict:
+    """Seconds per 1,000 series of each ``fn(seed)``, interleaved over the same seeds (fair under drifting load)."""
+    for fn in fns.values():
+        fn(0)  # compile / warm up
+    total = dict.fromkeys(fns, 0.0)
     for r in range(repeats):
-        fn(r + 1)
-    return (time.perf_counter() - t0) / (repeats * batch) * 1000.0
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(r + 1)
+            total[name] += time.perf_counter() - t0
+    return {name: t / (repeats * batch) * 1000.0 for name, t in total.items()}
 
 
 def run_dataset(name: str, quick: bool, root: str) -> dict:
@@ -152,21 +157,21 @@ def run_dataset(name: str, quick: bool, root: str) -> dict:
     wall = time.perf_counter() - t0
     tb = b["timing_batch"]
     labels = np.resize(te["label"], tb).astype(np.int32)
-    reps = 2 if quick else 3
+    reps = 3 if quick else 8
     variants = {  # name: (method, prior bundle, per-sequence t*)
         "naive": ("naive", out["prior"], False),
         "ess": ("ess", out["prior"], False),
         "ess_vmap_critic": ("ess", out["prior"]._replace(loo_l=None), False),
         "ess_per_seq": ("ess", out["prior"], True),
     }
-    timing = {}
-    for name, (method, pri, per_seq) in variants.items():
+    samplers = {}
+    for variant, (method, pri, per_seq) in variants.items():
         sampler = pipeline.make_sampler(out["tokenizer"], pri, method=method, batch_size=tb,
                                         ess_per_sequence=per_seq)
-        timing[name] = _time_per_1000(lambda r: np.asarray(sampler(jax.random.key(r), jnp.asarray(labels))), reps, tb)
-    for method in ("naive", "ess"):
-        loop = _python_loop_sampler(out, method, tb)
-        timing[f"loop_{method}"] = _time_per_1000(lambda r: loop(r, labels), 1, tb)
+        samplers[variant] = lambda r, f=sampler: np.asarray(f(jax.random.key(r), jnp.asarray(labels)))
+    timing = _time_per_1000(samplers, reps, tb)
+    loops = {f"loop_{m}": (lambda r, f=_python_loop_sampler(out, m, tb): f(r, labels)) for m in ("naive", "ess")}
+    timing.update(_time_per_1000(loops, 1, tb))
     return {"scores": out["scores"], "timing": timing, "wall": wall, "t_star": _t_star(out, labels, reps),
             "n_gen": len(out["generated"]["naive"][1]), "len": (out["tokenizer"].len_l, out["tokenizer"].len_h)}
 
@@ -182,45 +187,49 @@ def _t_star(out, labels: np.ndarray, reps: int) -> float:
     return float(np.mean([np.asarray(run(jax.random.key(100 + r))).mean() for r in range(reps)]))
 
 
-def main(quick: bool = False) -> dict:
+def main(quick: bool = False) -> str:
     root = os.environ.get("MAMJAX_BENCH_DIR", "/tmp/mamjax_bench")
     names = ["GunPoint"] if quick else ["GunPoint", "ItalyPowerDemand", "ArrowHead"]
     b = budget(quick)
     results = {n: run_dataset(n, quick, root) for n in names}
+    lines = []
+    emit = lines.append
 
-    print(f"\n## MaskGIT (TimeVQVAE-style) on UCR: naive decoding vs ESS ({'quick' if quick else 'full'})\n")
-    print(f"Ours: tokenizer {b['tokenizer_steps']} steps, prior {b['prior_steps']} steps (batch 32, 64-d, 2 layers), "
+    emit(f"\n## MaskGIT (TimeVQVAE-style) on UCR: naive decoding vs ESS ({'quick' if quick else 'full'})\n")
+    emit(f"Ours: tokenizer {b['tokenizer_steps']} steps, prior {b['prior_steps']} steps (batch 32, 64-d, 2 layers), "
           f"FCN {b['fcn_steps']} steps, CAS-FCN {b['cas_steps']} steps, CPU (2 shared cores); class-conditional "
           f"samples = test labels. {PAPER_BUDGET}.\n")
-    print("| dataset | sampler | FID | IS | CAS % | FID floor (train vs test) | IS real test | paper FID / IS / CAS |")
-    print("|---|---|---|---|---|---|---|---|")
+    emit("| dataset | sampler | FID | IS | CAS % | FID floor (train vs test) | IS real test | paper FID / IS / CAS |")
+    emit("|---|---|---|---|---|---|---|---|")
     for n, r in results.items():
         s = r["scores"]
         for m in ("naive", "ess"):
-            print(f"| {n} (N_gen={r['n_gen']}) | {m} | {s[m]['fid']:.2f} | {s[m]['is']:.2f} | {100 * s[m]['cas']:.1f} | "
+            emit(f"| {n} (N_gen={r['n_gen']}) | {m} | {s[m]['fid']:.2f} | {s[m]['is']:.2f} | {100 * s[m]['cas']:.1f} | "
                   f"{s[m]['fid_floor']:.2f} | {s[m]['is_real']:.2f} | {'%.1f / %.1f / %.1f' % PAPER[n]} |")
-    print("\nSampling time, seconds per 1,000 series (incl. the high band and detokenization), batch "
+    emit("\nSampling time, seconds per 1,000 series (incl. the high band and detokenization), batch "
           f"{b['timing_batch']}, T = 10 steps; ESS critic = the prior's leave-one-out pass unless stated:\n")
     rows = [("naive", "naive MaskGIT (jit)"), ("ess", "ESS, one t* per batch (jit)"),
             ("ess_vmap_critic", "ESS, critic as vmap over N masked copies (jit)"),
             ("ess_per_seq", "ESS, t* per sequence (jit)"), ("loop_naive", "naive, Python loop (per step)"),
             ("loop_ess", "ESS, Python loop (critic: one call per token)")]
-    print("| dataset (N_l, N_h) | mean t* | sampler | s / 1,000 series | / naive (jit) |")
-    print("|---|---|---|---|---|")
+    emit("| dataset (N_l, N_h) | mean t* | sampler | s / 1,000 series | / naive (jit) |")
+    emit("|---|---|---|---|---|")
     for n, r in results.items():
         t = r["timing"]
         for key, label in rows:
-            print(f"| {n} {r['len']} | {r['t_star']:.1f} | {label} | {t[key]:.2f} | {t[key] / t['naive']:.2f}x |")
-    print("\nRanking (lower FID, higher IS / CAS is better):")
+            emit(f"| {n} {r['len']} | {r['t_star']:.1f} | {label} | {t[key]:.2f} | {t[key] / t['naive']:.2f}x |")
+    emit("\nRanking (lower FID, higher IS / CAS is better):")
     for n, r in results.items():
         s = r["scores"]
         wins = [k for k, better in (("FID", s["ess"]["fid"] < s["naive"]["fid"]),
                                     ("IS", s["ess"]["is"] > s["naive"]["is"]),
                                     ("CAS", s["ess"]["cas"] > s["naive"]["cas"])) if better]
-        print(f"- {n}: ESS better on {wins or 'none'}; naive better or equal on "
+        emit(f"- {n}: ESS better on {wins or 'none'}; naive better or equal on "
               f"{[k for k in ('FID', 'IS', 'CAS') if k not in wins] or 'none'} "
               f"(single seed; wall time {r['wall']:.0f} s).")
-    return results
+    out = "\n".join(lines)
+    print(out)
+    return out
 
 
 if __name__ == "__main__":

@@ -104,8 +104,8 @@ def leave_one_out_batch_size(seq_len: int) -> int | None:
     """Sequences per chunk of the critic's leave-one-out pass (``TransformerEncoder.leave_one_out``).
 
     On CPU about 6,144 copy tokens per chunk (``seq_len`` copies of ``seq_len + 1``
-    tokens per sequence), which keeps a chunk in cache: 1.6-1.9x faster than one
-    chunk at N_l = 13-19 (``benchmarks/critic_bench.py``). None (one chunk) on
+    tokens per sequence), which keeps a chunk in cache: 1.7-1.9x faster than one
+    chunk at N_l = 16-19, about even at 10-13 (``benchmarks/critic_bench.py``). None (one chunk) on
     accelerators, where the whole batch runs in parallel.
     """
     if jax.default_backend() != "cpu":
