@@ -109,38 +109,43 @@ def run_dataset(dataset, *, seconds, num_train, num_test, n_keys, chunk, seed=0)
     return results
 
 
-def print_tables(dataset, results, seconds, num_train, num_test):
-    print(f"\n### 60x60 {dataset} MNIST: {seconds:.0f} s of CPU training per run "
-          f"({num_train} training digits, error on {num_test} test images, 1 sampled trajectory)\n")
+def print_tables(dataset, results, seconds, num_train, num_test) -> str:
+    """Prints the dataset's tables and returns them."""
+    lines = []
+    lines.append(f"\n### 60x60 {dataset} MNIST: {seconds:.0f} s of CPU training per run "
+                 f"({num_train} training digits, error on {num_test} test images, 1 sampled trajectory)\n")
     common = min(r["epochs"] for r in results)  # every run got at least this many epochs
-    print(f"| run | steps | epochs | test error % (same seconds) | test error % at {common:.2f} epochs "
-          "(interpolated) | paper (RAM, full training) |")
-    print("|---|---|---|---|---|---|")
+    lines.append(f"| run | steps | epochs | test error % (same seconds) | test error % at {common:.2f} epochs "
+                 "(interpolated) | paper (RAM, full training) |")
+    lines.append("|---|---|---|---|---|---|")
     for r in results:
         ep = [c["step"] / r["steps"] * r["epochs"] for c in r["curve"]]
         at = np.interp(common, ep, [c["error"] for c in r["curve"]])
-        print(f"| {r['name']} | {r['steps']} | {r['epochs']:.2f} | {100 * r['curve'][-1]['error']:.2f} | "
-              f"{100 * at:.2f} | {PAPER[dataset]} |")
-    print("\nerror curve (test error % at training seconds):\n")
-    print("| run | seconds:error% |")
-    print("|---|---|")
+        lines.append(f"| {r['name']} | {r['steps']} | {r['epochs']:.2f} | {100 * r['curve'][-1]['error']:.2f} | "
+                     f"{100 * at:.2f} | {PAPER[dataset]} |")
+    lines.append("\nerror curve (test error % at training seconds):\n")
+    lines.append("| run | seconds:error% |")
+    lines.append("|---|---|")
     for r in results:
         pts = ", ".join(f"{c['seconds']:.0f}s:{100 * c['error']:.1f}" for c in r["curve"])
-        print(f"| {r['name']} | {pts} |")
-    print("\ngradient variance (trace of covariance over keys; trained params; 16 test images):\n")
-    print("| run | block | with | without | ratio with/without |")
-    print("|---|---|---|---|---|")
+        lines.append(f"| {r['name']} | {pts} |")
+    lines.append("\ngradient variance (trace of covariance over keys; trained params; 16 test images):\n")
+    lines.append("| run | block | with | without | ratio with/without |")
+    lines.append("|---|---|---|---|---|")
     for r in results:
         v = r["variance"]
         for name, on, off in zip(v["names"], v["on"], v["off"]):
-            print(f"| {r['name']} ({v['cv']}) | {name} | {on:.4g} | {off:.4g} | {on / off:.3f} |")
-    print("\n| run | steps/s (batch 64) | step memory MB (XLA temp+args+out) |")
-    print("|---|---|---|")
+            lines.append(f"| {r['name']} ({v['cv']}) | {name} | {on:.4g} | {off:.4g} | {on / off:.3f} |")
+    lines.append("\n| run | steps/s (batch 64) | step memory MB (XLA temp+args+out) |")
+    lines.append("|---|---|---|")
     for r in results:
-        print(f"| {r['name']} | {r['sps']:.1f} | {r['step_mb']:.1f} |")
+        lines.append(f"| {r['name']} | {r['sps']:.1f} | {r['step_mb']:.1f} |")
+    out = "\n".join(lines)
+    print(out)
+    return out
 
 
-def main(quick: bool = False):
+def main(quick: bool = False) -> str:
     if quick:
         settings = dict(seconds=15.0, num_train=5000, num_test=300, n_keys=16, chunk=50)
         datasets = ("translated",)
@@ -148,15 +153,22 @@ def main(quick: bool = False):
         settings = dict(seconds=150.0, num_train=60000, num_test=2000, n_keys=100, chunk=200)
         datasets = ("translated", "cluttered")
     t0 = time.time()
-    print(f"# attention_bench (quick={quick}); jax {jax.__version__}, devices {jax.devices()}")
-    print("Paper claim (Ba et al. 2015): WS-RAM learns much faster than REINFORCE-trained RAM; "
-          "RAM's published errors: 1.22% (translated), 4.08% (cluttered), 6 glimpses.")
+    parts = []
+
+    def say(text: str) -> None:
+        print(text)
+        parts.append(text)
+
+    say(f"# attention_bench (quick={quick}); jax {jax.__version__}, devices {jax.devices()}")
+    say("Paper claim (Ba et al. 2015): WS-RAM learns much faster than REINFORCE-trained RAM; "
+        "RAM's published errors: 1.22% (translated), 4.08% (cluttered), 6 glimpses.")
     for ds in datasets:
         results = run_dataset(ds, **settings)
-        print_tables(ds, results, settings["seconds"], settings["num_train"], settings["num_test"])
+        parts.append(print_tables(ds, results, settings["seconds"], settings["num_train"], settings["num_test"]))
     peak = peak_rss_mib()
-    print(f"\nprocess peak RSS {peak:.0f} MB; total wall time {time.time() - t0:.0f} s "
-          f"(shared 2-core CPU: other jobs ran at the same time, so absolute speeds vary).")
+    say(f"\nprocess peak RSS {peak:.0f} MB; total wall time {time.time() - t0:.0f} s "
+        f"(shared 2-core CPU: other jobs ran at the same time, so absolute speeds vary).")
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":
