@@ -121,7 +121,10 @@ class ResidualMLP(nnx.Module):
 
 
 def _singly_replaced(base: Array, rows: Array, offset: int) -> Array:
-    """``L`` copies of ``base [B, S, ...]``, copy ``n`` with position ``offset + n`` replaced by ``rows[n]``: ``[B, L, S, ...]``."""
+    """``L`` copies of ``base [B, S, ...]``, copy ``n`` with position ``offset + n`` set to ``rows[n]``.
+
+    Returns ``[B, L, S, ...]``.
+    """
     l, s = rows.shape[0], base.shape[1]
     pick = jnp.arange(s)[None, :] == jnp.arange(l)[:, None] + offset  # [L, S]
     pick = pick.reshape(pick.shape + (1,) * (base.ndim - 2))[None]

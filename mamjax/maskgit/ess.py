@@ -16,8 +16,8 @@ then runs only ``T - t*`` steps); ``per_sequence=True`` gives each sequence its 
 ``t*`` (the loop then runs from the smallest one).
 
 Cost, in prior calls on a batch: naive decoding ``T``; the critic ``N`` (one pass
-over the ``N`` singly-masked copies, about ``N / 2`` with the prior's own
-``leave_one_out_fn``); the reverse walk ``T - t*`` (it stops where the official loop
+over the ``N`` singly-masked copies, about ``N / 2`` in flops with the prior's own
+``leave_one_out_fn``, ``benchmarks/critic_bench.py``); the reverse walk ``T - t*`` (it stops where the official loop
 breaks; ``early_exit=False`` predicts all ``T - 1`` retractions in one batched pass
 instead, fewer sequential calls on wide accelerators); critical resampling ``T - t*``
 prior calls plus one critic per step that hides a token (the last step hides none).
