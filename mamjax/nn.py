@@ -243,10 +243,8 @@ class TransformerEncoder(nnx.Module):
             return self._leave_one_out(tokens, labels)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive int or None; got {batch_size!r}.")
-        if labels is None:
-            return jax.lax.map(lambda t: self._leave_one_out(t[None], None)[0], tokens, batch_size=batch_size)
-        return jax.lax.map(lambda a: self._leave_one_out(a[0][None], a[1][None])[0], (tokens, labels),
-                           batch_size=batch_size)
+        one = lambda a: self._leave_one_out(a[0][None], None if a[1] is None else a[1][None])[0]  # one sequence
+        return jax.lax.map(one, (tokens, labels), batch_size=batch_size)
 
     def _leave_one_out(self, tokens: Array, labels: Array | None) -> Array:
         b, l = tokens.shape

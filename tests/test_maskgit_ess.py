@@ -173,9 +173,9 @@ def test_early_exit_walk_equals_batched_walk(per_sequence):
 
 
 def _counting(fn, calls):
-    def counted(tokens, mask, labels):
+    def counted(*args):
         jax.debug.callback(lambda: calls.append(1))
-        return fn(tokens, mask, labels)
+        return fn(*args)
     return counted
 
 
@@ -198,11 +198,7 @@ def test_resampling_skips_the_critic_when_nothing_is_hidden():
     tokens = jax.random.randint(jax.random.key(15), (2, N), 0, K)
     rev = ess.critical_reverse_sampling(fn, tokens, None, cb, num_steps=T)
     critic_calls = []
-
-    def loo(t, labels):  # the critic, counted
-        jax.debug.callback(lambda: critic_calls.append(1))
-        return self_critic.leave_one_out_logits(fn, t, labels)
-
+    loo = _counting(lambda t, labels: self_critic.leave_one_out_logits(fn, t, labels), critic_calls)
     jax.jit(lambda k: ess.critical_resampling(fn, rev, None, cb, k, num_steps=T, leave_one_out_fn=loo))(
         jax.random.key(0))
     jax.effects_barrier()

@@ -37,7 +37,7 @@ from mamjax.maskgit import self_critic, vq
 Array = jax.Array
 PRNGKey = jax.Array
 LogitsFn = Callable[[Array, Array, Array | None], Array]
-LeaveOneOutFn = Callable[[Array, Array | None], Array]
+LeaveOneOutFn = self_critic.LeaveOneOutFn
 
 __all__ = ["ReverseResult", "critical_reverse_sampling", "critical_resampling", "ess_decode",
            "stopping_step"]

@@ -10,7 +10,6 @@ finished, restores) it. Examples, benchmarks and notebooks call these.
 from __future__ import annotations
 
 import functools
-
 import math
 import os
 from typing import Any, Callable, NamedTuple

@@ -7,8 +7,9 @@ probabilities ``p_critic(n | s)``. No training: the critic is the prior.
 The ``N`` singly-masked copies run as **one** batched forward pass: ``jax.vmap``
 over the masks for any ``logits_fn``, or the model's own leave-one-out pass
 (``leave_one_out_fn``, e.g. :meth:`mamjax.nn.TransformerEncoder.leave_one_out`,
-which computes the same logits at about half the cost by evaluating the last
-block only at each copy's hidden position).
+which computes the same logits with about half the flops: it shares what the
+copies have in common and evaluates the last block only at each copy's hidden
+position).
 """
 
 from __future__ import annotations
