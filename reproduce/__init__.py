@@ -1,0 +1,1 @@
+"""CPU-scale reproductions of each method's central claim; each writes ``results/<name>.json``."""
