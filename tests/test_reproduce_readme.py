@@ -39,3 +39,16 @@ def test_block_without_results_file_is_an_error(tmp_path):
 def test_bad_table_row_names_the_table():
     with pytest.raises(ValueError, match="row 0 has 1 cells, expected 2"):
         common.table("cap", ["a", "b"], [["x"]])
+
+
+def test_main_job_table_labels_the_unnormalized_mam_row_and_flags_impossible_values():
+    from reproduce import main_job
+    res = {"args": {"resolution": 14, "ensemble": 4, "num_test": 10, "binarization": "static", "backbone": "mlp",
+                    "width": 8, "depth": 1, "arm_steps": 1, "mam_steps": 1, "batch_size": 2, "seed": 0},
+           "ao_arm_s_nats": 1.0, "ao_arm_s_bpd": 0.1, "ao_arm_e_nats": 0.9, "ao_arm_e_bpd": 0.09,
+           "mam_nats": -0.5, "mam_bpd": -0.05, "spearman": 0.5, "pearson": 0.5, "mam_sec": 1e-3,
+           "ao_arm_sec": 1e-1, "speedup": 100.0, "train_seconds": 1.0, "total_seconds": 2.0}
+    tables, _, _ = main_job.tables_from_run(res)
+    mam = tables[0]["rows"][2]
+    assert "unnormalized" in mam[0] and "impossible" in mam[1] and mam[3] == "not comparable"
+    assert "impossible" not in tables[0]["rows"][0][1]
