@@ -34,10 +34,10 @@ def how_to_prepare(name: str, data_dir: Any) -> str:
 def _load_cached(name: str, split: str, data_dir: str) -> dict[str, np.ndarray]:
     try:
         import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-    except ImportError as e:  # pragma: no cover - tfds is a dependency of mamjax
+    except ImportError as e:  # tfds is the optional `tfds` extra
         raise ImportError(
             f"Reading {name!r} from data_dir={data_dir!r} needs tensorflow-datasets: "
-            "`pip install tensorflow-datasets`.") from e
+            "`pip install 'mamjax[tfds]'` (or `pip install tensorflow-datasets`).") from e
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"`data_dir` {data_dir!r} does not exist. {how_to_prepare(name, data_dir)}")
     try:
