@@ -274,10 +274,23 @@ def _chunked_scores(cond_logpdf: CondLogpdf, x: Array, masks: Array, chunk: int)
     One vmap over thousands of masks times a batch materialises ``[N, B, D]``
     intermediates that no longer fit in cache; chunks keep it one compiled call.
     """
-    if chunk >= masks.shape[0]:
+    n = masks.shape[0]
+    if chunk >= n:
         return _scores(cond_logpdf, x, masks)
-    per_mask = jax.lax.map(lambda m: _scores(cond_logpdf, x, m[None])[..., 0], masks, batch_size=chunk)  # [N, ...]
-    return jnp.moveaxis(per_mask, 0, -1)
+    # Pad to a whole number of chunks (repeats of a valid mask, dropped below) instead of letting
+    # ``lax.map(batch_size=...)`` vmap the remainder separately: that remainder is a second batched
+    # call, independent of the scan, and XLA's CPU runtime may run both at once. jaxlib's batched
+    # LAPACK kernels (Cholesky) split their batch over XLA's intra-op pool and block a pool thread
+    # until the parts finish, so two of them running concurrently on a 2-thread pool wait for each
+    # other forever (the D = 50 hang of issue 20, seen in gdb: both pool threads in
+    # ``jax::ParallelBatchMap`` inside ``lapack_spotrf_ffi``).
+    num_chunks = -(-n // chunk)
+    pad = num_chunks * chunk - n
+    padded = jnp.concatenate([masks, jnp.broadcast_to(masks[:1], (pad, masks.shape[1]))]) if pad else masks
+    per_chunk = jax.lax.map(lambda m: _scores(cond_logpdf, x, m),
+                            padded.reshape(num_chunks, chunk, masks.shape[1]))  # [C, ..., chunk]
+    per_chunk = jnp.moveaxis(per_chunk, 0, -2)  # [..., C, chunk]
+    return per_chunk.reshape(per_chunk.shape[:-2] + (num_chunks * chunk,))[..., :n]
 
 
 def _auto_chunk(x_shape: tuple, num_masks: int, chunk_size: int | str | None) -> int:
