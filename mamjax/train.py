@@ -11,19 +11,23 @@ same command resumes from its last checkpoint and ends bit-identical.
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import time
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from tqdm.auto import tqdm
 
 from mamjax import checkpoint as ckpt_lib
 from mamjax import sharding as sharding_lib
 
-__all__ = ["TrainState", "make_train_step", "fit", "read_metrics", "plot_metrics"]
+__all__ = ["TrainState", "NonFiniteError", "make_train_step", "fit", "read_metrics", "plot_metrics"]
 
 LossFn = Callable[..., Any]
 
@@ -99,43 +103,127 @@ def fit(train_step, state: TrainState, stream: Callable[[int], Any], *, num_step
       key: base PRNG key; step ``i`` uses ``fold_in(key, i)``.
       workdir: if set, Orbax checkpoints go to ``workdir/checkpoints`` (every
         ``save_every`` steps and at the end, keeping ``keep``) and metrics to
-        ``workdir/metrics.jsonl``; an existing checkpoint is restored first.
+        ``workdir/metrics.jsonl``; an existing checkpoint is restored first (the
+        newest one that restores, see :meth:`mamjax.checkpoint.Checkpointer.restore`)
+        and "resumed from step N" is printed to stderr. The workdir is locked for
+        the duration of the call (a second run on it is refused).
       eval_fn: ``eval_fn(state) -> dict`` run every ``eval_every`` steps and at the end.
+      eval_every: steps between evaluations; None or 0: only at the end.
       log_every: steps between metric logs (metrics are means over the interval).
+        Non-finite metrics are written as ``null`` (the log is strict JSON).
       mesh: a :func:`mamjax.sharding.data_mesh`; batches sharded, state replicated.
       progress: show a tqdm bar (default: unless ``CI`` is set).
 
     Returns:
       ``(state, history)``: the final state and the list of logged metric dicts.
+
+    Raises:
+      NonFiniteError: the loss or gradient norm of a step (checked before every log,
+        evaluation and checkpoint, so with one host sync per interval, not per step)
+        or the parameters about to be checkpointed are not finite. The message names
+        the first bad step; no checkpoint is written after it, so the latest
+        checkpoint on disk is the last good one (also with a small ``keep``).
+      mamjax.checkpoint.DirectoryLockedError: another run holds ``workdir``.
+      mamjax.checkpoint.CheckpointMismatchError: the checkpoint's shapes or dtypes
+        differ from ``state``'s.
+      mamjax.checkpoint.CheckpointError: no checkpoint in ``workdir`` restores.
+      TypeError / ValueError: non-integer or out-of-range step counts.
     """
-    if num_steps < 0:
-        raise ValueError(f"`num_steps` must be >= 0; got {num_steps}.")
-    if log_every < 1:
-        raise ValueError(f"`log_every` must be >= 1; got {log_every}.")
+    _check_int("num_steps", num_steps, 0)
+    _check_int("log_every", log_every, 1)
+    _check_int("save_every", save_every, 1)
+    _check_int("keep", keep, 1)
+    if eval_every is not None:
+        _check_int("eval_every", eval_every, 0)
     if progress is None:
         progress = not os.environ.get("CI")
-    checkpointer, log_path = None, None
+    checkpointer, log_path, lock = None, None, None
     if workdir is not None:
-        os.makedirs(workdir, exist_ok=True)
-        checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), save_every=save_every,
-                                             keep=keep, async_save=async_checkpoint)
-        log_path = os.path.join(workdir, "metrics.jsonl")
+        workdir = os.path.abspath(os.fspath(workdir))
+        if os.path.exists(workdir) and not os.path.isdir(workdir):
+            raise NotADirectoryError(f"`workdir` {workdir} exists and is not a directory.")
+        try:
+            os.makedirs(workdir, exist_ok=True)
+        except OSError as e:
+            raise type(e)(e.errno, f"cannot create `workdir` {workdir}: {e.strerror}") from e
+        if jax.process_index() == 0:  # the other hosts of one job share the workdir with process 0
+            lock = ckpt_lib.DirectoryLock(workdir).acquire()  # also proves the workdir writable, early
+    try:
+        if workdir is not None:
+            checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), save_every=save_every,
+                                                 keep=keep, async_save=async_checkpoint)
+            log_path = os.path.join(workdir, "metrics.jsonl")
+        return _fit(train_step, state, stream, num_steps=num_steps, key=key, checkpointer=checkpointer,
+                    log_path=log_path, eval_fn=eval_fn, eval_every=eval_every, log_every=log_every, mesh=mesh,
+                    desc=desc, progress=progress)
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
+        if lock is not None:
+            lock.release()
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a non-finite loss, gradient or parameter; ``step`` names the first bad step."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int; got {value!r} ({type(value).__name__}).")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; got {value}.")
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _raise_nonfinite(what: str, step: int, checkpointer) -> None:
+    where = ""
+    if checkpointer is not None:
+        checkpointer.wait()
+        last = checkpointer.latest_step()
+        where = (f" The latest checkpoint, step {last} in {checkpointer.directory}, is from before it and is kept."
+                 if last is not None else " No checkpoint was written.")
+    raise NonFiniteError(f"{what} at step {step}; training stopped (lower the learning rate, or look for "
+                         f"NaN/inf in the data or the loss).{where}", step)
+
+
+def _check_pending(pending: list, checkpointer) -> None:
+    """Raises :class:`NonFiniteError` for the first step in ``pending`` with a non-finite loss or gradient."""
+    for step, (loss, grad_norm) in zip([p[0] for p in pending], jax.device_get([p[1:] for p in pending])):
+        for name, v in (("loss", loss), ("gradient norm", grad_norm)):
+            if v is not None and not np.all(np.isfinite(v)):
+                _raise_nonfinite(f"non-finite {name} ({float(np.ravel(v)[0])})", step, checkpointer)
+    pending.clear()
+
+
+def _fit(train_step, state, stream, *, num_steps, key, checkpointer, log_path, eval_fn, eval_every, log_every, mesh,
+         desc, progress):
     if mesh is not None:
         state = sharding_lib.replicate(state, mesh)
 
     start = int(state.step)
     if checkpointer is not None and checkpointer.latest_step() is not None:
-        state, meta = checkpointer.restore(state)
+        state, meta = checkpointer.restore(state, quarantine=True)
         start = int(meta["step"])
         if meta.get("key") != ckpt_lib.key_to_json(key):
             raise ValueError("`key` differs from the key of the run being resumed in `workdir`; "
                              "use the same seed or a fresh workdir.")
         if log_path is not None:
             _truncate_log(log_path, start)
+        print(f"{desc}: resumed from step {start} ({checkpointer.directory})", file=sys.stderr, flush=True)
     meta = {"key": ckpt_lib.key_to_json(key)}
 
     history: list[dict] = []
     sums: dict[str, jax.Array] = {}
+    pending: list = []  # (step, loss, grad_norm) not yet checked for finiteness: checked before logs and saves
     count, t_last, t_eval = 0, time.perf_counter(), 0.0  # eval time is excluded from steps/s
     bar = tqdm(total=num_steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
     try:
@@ -144,40 +232,53 @@ def fit(train_step, state: TrainState, stream: Callable[[int], Any], *, num_step
             if mesh is not None:
                 batch = sharding_lib.shard_batch(batch, mesh)
             state, metrics = train_step(state, batch, jax.random.fold_in(key, step))
+            pending.append((step, metrics.get("loss"), metrics.get("grad_norm")))
             sums = metrics if not sums else jax.tree.map(jnp.add, sums, metrics)
             count += 1
             done = step + 1
-            if done % log_every == 0 or done == num_steps:
+            log_now = done % log_every == 0 or done == num_steps
+            eval_now = eval_fn is not None and ((eval_every and done % eval_every == 0) or done == num_steps)
+            save_now = checkpointer is not None and checkpointer.due(done, force=done == num_steps)
+            if log_now or eval_now or save_now:
+                _check_pending(pending, checkpointer)
+            if log_now:
                 now = time.perf_counter()
                 record = {k: float(v) / count for k, v in jax.device_get(sums).items()}
                 record.update(step=done, steps_per_sec=count / max(now - t_last - t_eval, 1e-9), time=time.time())
-                if eval_fn is not None and ((eval_every and done % eval_every == 0) or done == num_steps):
+                if eval_now:
                     record.update({f"eval/{k}": float(v) for k, v in eval_fn(state).items()})
                     now = time.perf_counter()
                 history.append(record)
                 _append_log(log_path, record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k in ("loss",) or k.startswith("eval/")})
                 sums, count, t_last, t_eval = {}, 0, now, 0.0
-            elif eval_fn is not None and eval_every and done % eval_every == 0:
+            elif eval_now:
                 t0 = time.perf_counter()
                 record = {"step": done, **{f"eval/{k}": float(v) for k, v in eval_fn(state).items()}}
                 t_eval += time.perf_counter() - t0
                 history.append(record)
                 _append_log(log_path, record)
-            if checkpointer is not None:
+            if save_now:
+                # A finite loss and gradient can still give non-finite parameters (a huge learning rate).
+                if not bool(_all_finite(state.params)):
+                    _raise_nonfinite("non-finite parameters after the update", step, checkpointer)
                 checkpointer.save(done, state, meta, force=done == num_steps)
             bar.update(1)
+        _check_pending(pending, checkpointer)
     finally:
         bar.close()
-        if checkpointer is not None:
-            checkpointer.close()
     return state, history
+
+
+def _json_safe(record: dict) -> dict:
+    """Non-finite floats become null, so the log is strict JSON (``json.loads`` of other languages)."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
 
 
 def _append_log(path, record: dict) -> None:
     if path is not None:
         with open(path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
 
 
 def _truncate_log(path, step: int) -> None:
@@ -185,13 +286,29 @@ def _truncate_log(path, step: int) -> None:
     if os.path.exists(path):
         kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
         with open(path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+            f.writelines(json.dumps(_json_safe(r), allow_nan=False) + "\n" for r in kept)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Reads a JSON-lines metrics log written by :func:`fit`."""
+    """Reads a JSON-lines metrics log written by :func:`fit`.
+
+    A torn last line (a run killed while writing it) is skipped with a warning;
+    a bad line elsewhere raises ``ValueError`` naming the file and line.
+    """
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.readlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1 and not line.endswith("\n"):
+                warnings.warn(f"{os.fspath(path)}: skipped a torn last line ({line[:60]!r}).", stacklevel=2)
+                continue
+            raise ValueError(f"{os.fspath(path)}, line {i + 1}, is not JSON ({e.msg}): {line[:80]!r}") from None
+    return out
 
 
 def plot_metrics(path: str | os.PathLike, out_png: str | os.PathLike, keys: list[str] | None = None) -> str:

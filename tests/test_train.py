@@ -95,3 +95,175 @@ def test_killed_run_resumes_bit_identical(tmp_path):
         np.testing.assert_array_equal(a[k], b[k])  # bit-identical, not merely close
     steps = [r["step"] for r in train.read_metrics(tmp_path / "b" / "metrics.jsonl")]
     assert steps == sorted(set(steps)) and steps[-1] == 40
+
+
+# --- NaN, damaged workdirs, locks, bad arguments (issue 18) ---------------------------------------
+
+import json
+import warnings
+
+from mamjax import checkpoint as ckpt_lib
+
+
+def _strict_log(path):
+    """Parses metrics.jsonl as strict JSON (NaN / Infinity are not JSON)."""
+    def no_constants(name):
+        raise ValueError(f"non-JSON constant {name}")
+    with open(path) as f:
+        return [json.loads(line, parse_constant=no_constants) for line in f]
+
+
+def _poisoned(stream, from_step):
+    """The stream with NaN inputs from ``from_step`` on."""
+    def s(step):
+        b = dict(stream(step))
+        if step >= from_step:
+            b["x"] = np.full_like(b["x"], np.nan)
+        return b
+    return s
+
+
+def _fit(tmp_path, stream, opt=None, params=None, loss_fn=None, **kw):
+    base, p0, lf = _toy_problem()
+    opt = opt or optax.adam(1e-2)
+    kw = dict(dict(num_steps=30, key=jax.random.key(0), workdir=tmp_path, save_every=5, keep=2, log_every=4,
+                   progress=False), **kw)
+    return train.fit(train.make_train_step(loss_fn or lf, opt), train.TrainState.create(params or p0, opt),
+                     stream or base, **kw)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    base, _, _ = _toy_problem()
+    with pytest.raises(train.NonFiniteError, match=r"non-finite loss \(nan\) at step 13(.|\n)*step 10") as err:
+        _fit(tmp_path, _poisoned(base, 13))
+    assert err.value.step == 13
+    c = ckpt_lib.Checkpointer(tmp_path / "checkpoints")
+    assert c.all_steps() == [5, 10]  # keep=2 never deleted the last finite one for a NaN one
+    c.close()
+    log = _strict_log(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in log] == [4, 8, 12] and all(np.isfinite(r["loss"]) for r in log)
+    # Rerun with clean data: resumes from the last good step and finishes.
+    state, _ = _fit(tmp_path, base)
+    assert int(state.step) == 30
+
+
+def test_huge_learning_rate_never_checkpoints_nonfinite_params(tmp_path):
+    # lr 1e39 is inf in float32: the loss and gradient of step 0 are finite, the parameters after it are not.
+    with pytest.raises(train.NonFiniteError, match="non-finite parameters after the update at step 0") as err:
+        _fit(tmp_path / "a", None, opt=optax.sgd(1e39), save_every=1)
+    assert "No checkpoint was written" in str(err.value)
+    assert ckpt_lib.Checkpointer(tmp_path / "a" / "checkpoints").all_steps() == []
+    with pytest.raises(train.NonFiniteError, match="at step 1"):
+        _fit(tmp_path / "b", None, opt=optax.sgd(1e38), save_every=1)
+    c = ckpt_lib.Checkpointer(tmp_path / "b" / "checkpoints")
+    assert c.all_steps() == [1]
+    state, _ = c.restore(train.TrainState.create(_toy_problem()[1], optax.sgd(1e38)))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+    c.close()
+
+
+def test_nonfinite_eval_metric_is_null_in_strict_log(tmp_path):
+    _, history = _fit(tmp_path, None, num_steps=8, eval_fn=lambda s: {"kl": float("inf")}, eval_every=4)
+    log = _strict_log(tmp_path / "metrics.jsonl")
+    assert [r["eval/kl"] for r in log] == [None, None] and history[-1]["eval/kl"] == float("inf")
+
+
+def test_resume_past_damage_and_torn_log(tmp_path, capsys):
+    _fit(tmp_path, None, num_steps=20, keep=3)  # checkpoints 10, 15, 20
+    ck = tmp_path / "checkpoints"
+    for f in (ck / "20").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # truncated array files
+    os.makedirs(ck / "25")  # an empty step directory
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"loss": 0.1, "st')  # torn by a kill during a write
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        state, _ = _fit(tmp_path, None, num_steps=30, keep=3)
+    msgs = [str(x.message) for x in w]
+    assert any("step 25" in m for m in msgs) and any("step 20" in m for m in msgs), msgs
+    assert "resumed from step 15" in capsys.readouterr().err
+    assert int(state.step) == 30
+    steps = [r["step"] for r in _strict_log(tmp_path / "metrics.jsonl")]
+    assert steps == sorted(set(steps)) and steps[-1] == 30
+    # The resumed run matches an uninterrupted one.
+    ref, _ = _fit(tmp_path / "ref", None, num_steps=30)
+    for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_deleted_metadata_of_train_state(tmp_path):
+    _fit(tmp_path, None, num_steps=10)
+    os.remove(tmp_path / "checkpoints" / "10" / "state" / "_METADATA")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        state, _ = _fit(tmp_path, None, num_steps=12)  # step 10 restores or falls back to 5: never wrong
+    ref, _ = _fit(tmp_path / "ref", None, num_steps=12)
+    for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_all_checkpoints_damaged_is_a_clear_error(tmp_path):
+    _fit(tmp_path, None, num_steps=10)
+    for f in (tmp_path / "checkpoints").rglob("*"):
+        if f.is_file() and f.parent.name == "meta":
+            f.write_text("")
+    with pytest.raises(ckpt_lib.CheckpointError, match="no checkpoint .* can be restored"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _fit(tmp_path, None, num_steps=12)
+
+
+def test_resume_with_other_dtype_is_refused(tmp_path):
+    _fit(tmp_path, None, num_steps=5)
+    _, params, loss_fn = _toy_problem()
+    bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
+    with pytest.raises(ckpt_lib.CheckpointMismatchError, match="bfloat16.* in the template but float32"):
+        _fit(tmp_path, None, params=bf16, num_steps=10)
+
+
+def test_second_run_on_same_workdir_is_refused(tmp_path):
+    with ckpt_lib.DirectoryLock(tmp_path):  # what a concurrent run holds
+        with pytest.raises(ckpt_lib.DirectoryLockedError, match="in use by another run"):
+            _fit(tmp_path, None, num_steps=5)
+    assert not (tmp_path / "checkpoints").exists()
+    _fit(tmp_path, None, num_steps=5)  # released by the refused call and by a finished run
+    _fit(tmp_path, None, num_steps=6)
+
+
+def test_second_process_on_same_workdir_is_refused(tmp_path):
+    code = ("import sys, time; from mamjax.checkpoint import DirectoryLock; "
+            "l = DirectoryLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ckpt_lib.DirectoryLockedError, match=f"pid {holder.pid}"):
+            _fit(tmp_path, None, num_steps=5)
+    finally:
+        holder.kill()
+        holder.wait()
+    _fit(tmp_path, None, num_steps=5)  # the OS released the killed holder's lock
+
+
+@pytest.mark.parametrize("kw,err,match", [
+    (dict(log_every=2.5), TypeError, "`log_every` must be an int"),
+    (dict(log_every=0), ValueError, "`log_every` must be >= 1"),
+    (dict(eval_every=-1), ValueError, "`eval_every` must be >= 0"),
+    (dict(eval_every=1.5), TypeError, "`eval_every`"),
+    (dict(num_steps=-1), ValueError, "`num_steps`"),
+    (dict(num_steps=3.0), TypeError, "`num_steps`"),
+    (dict(save_every=0), ValueError, "`save_every`"),
+    (dict(keep=0), ValueError, "`keep`"),
+])
+def test_fit_bad_arguments(tmp_path, kw, err, match):
+    with pytest.raises(err, match=match):
+        _fit(tmp_path, None, **kw)
+
+
+def test_fit_bad_workdir(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="`workdir`"):
+        _fit(tmp_path / "file", None, num_steps=2)
+    with pytest.raises(NotADirectoryError, match="`workdir`"):  # fails before any step runs
+        _fit(tmp_path / "file" / "sub", None, num_steps=2)
