@@ -2,7 +2,8 @@
 
 The cumulative masked pre-training score over all mask sizes equals ``log p(x)``:
 ``cumulative_mpt(cond_logpdf, x, key, K)`` estimates it from any model's
-conditionals ``cond_logpdf(x, mask) -> [D] log p(x_j | x_observed)``.
+conditionals ``cond_logpdf(x, mask) -> [D] log p(x_j | x_observed)``; :func:`lowrank_mpt` is the fast
+route for PPCA / low-rank-plus-diagonal Gaussians (every mask in one matrix product).
 Exact references: :mod:`gaussian` (MVN conditionals), :mod:`ppca`, :mod:`gp`,
 :mod:`linear_vae` (grid-integrated Bernoulli linear latent model), and
 :mod:`bridge` turns masked models' logits or marginals into ``cond_logpdf``.
@@ -17,7 +18,9 @@ from mamjax.lml.estimator import (
     masked_pretraining_score,
     mpt_masks,
     rates_to_num_hidden,
+    size_coefficients,
 )
+from mamjax.lml.lowrank import lowrank_mpt
 from mamjax.lml.gaussian import mvn_conditional, mvn_conditional_logpdf, mvn_logpdf, normal_logpdf
 from mamjax.lml.ppca import ppca_cond_logpdf, ppca_conditional, ppca_cov, ppca_lml, ppca_sample
 from mamjax.lml.gp import gp_cond_logpdf, gp_cov, gp_lml, kernel_matrix
@@ -39,6 +42,7 @@ from mamjax.lml.bridge import (
 __all__ = [
     "MPTEstimate", "MPTMasks", "check_mpt_masks", "cumulative_mpt", "cumulative_mpt_loop",
     "masked_pretraining_score", "mpt_masks", "rates_to_num_hidden",
+    "size_coefficients", "lowrank_mpt",
     "mvn_conditional", "mvn_conditional_logpdf", "mvn_logpdf", "normal_logpdf",
     "ppca_cond_logpdf", "ppca_conditional", "ppca_cov", "ppca_lml", "ppca_sample",
     "gp_cond_logpdf", "gp_cov", "gp_lml", "kernel_matrix",

@@ -46,6 +46,10 @@ __all__ = [
     "mpt_masks",
     "cumulative_mpt",
     "cumulative_mpt_loop",
+    "size_coefficients",
+    "draw_masks",
+    "reduce_scores",
+    "plan_arrays",
 ]
 
 # Above this many subsets of one size, exact enumeration is refused (memory).
@@ -62,8 +66,9 @@ class MPTEstimate(NamedTuple):
     """Result of :func:`cumulative_mpt` (leading ``[B]`` axis when ``x`` is ``[B, D]``).
 
     Attributes:
-      value: ``[]``/``[B]`` estimate of ``log p(x)``: ``D * mean_r s_{M_r}``; with all
-        sizes ``M = 1..D`` this is ``sum_M s_M``, the log marginal likelihood.
+      value: ``[]``/``[B]`` estimate of ``log p(x)``: ``sum_M s_M`` when the sizes cover
+        1..D (the cumulative MPT, the log marginal likelihood in expectation), else the
+        Riemann sum ``D * mean_r s_{M_r}`` (biased; :func:`size_coefficients`).
       stderr: standard error of ``value`` (0 when every size was enumerated; ``inf`` when a
         Monte Carlo size has K = 1 mask, where the spread cannot be estimated).
       per_size: ``[R]``/``[B, R]`` the per-size scores ``s_{M_r}``.
@@ -304,23 +309,61 @@ def _auto_chunk(x_shape: tuple, num_masks: int, chunk_size: int | str | None) ->
     raise ValueError(f"`chunk_size` must be 'auto', None or a positive int; got {chunk_size!r}.")
 
 
-def _estimate(cond_logpdf: CondLogpdf, chunk: int, x: Array, key: PRNGKey, plan_masks: Array, weights: Array,
-              is_exact: Array, num_hidden: Array) -> MPTEstimate:
-    num_dims = x.shape[-1]
-    r, k, _ = plan_masks.shape
+def size_coefficients(num_hidden, num_dims: int) -> np.ndarray:
+    """Coefficients ``c_r`` of the per-rate scores in the returned value ``sum_r c_r s_{M_r}``.
+
+    The cumulative score is ``sum_{M=1..D} s_M``. A grid of R rates is a Riemann sum of it,
+    ``(D / R) sum_r s_{M_r}``, biased unless the sizes are evenly spread over 1..D (``s_M``
+    falls with M, so a grid that over-weights small or large sizes is off by ``D * mean_r s_{M_r}
+    - sum_M s_M``). When the grid covers every size 1..D (after rounding, duplicates allowed),
+    the exact cumulative form is used instead: each size counts once, its duplicates averaged
+    (``c_r = 1 / #{r': M_r' = M_r}``).
+    """
+    m = np.asarray(num_hidden)
+    uniq, inv, counts = np.unique(m, return_inverse=True, return_counts=True)
+    if uniq.size == num_dims:
+        return 1.0 / counts[inv]
+    return np.full(m.shape, num_dims / m.size)
+
+
+def draw_masks(key: PRNGKey, plan_masks: Array, is_exact: Array, num_hidden: Array) -> Array:
+    """``[R, K, D]`` masks: enumerated rows of the plan, uniform random masks of each size elsewhere."""
+    r, k, num_dims = plan_masks.shape
     sampled = _sample_masks(key, num_dims, num_hidden, k)
-    masks = jnp.where(is_exact[:, None, None], plan_masks, sampled)  # [R, K, D]
-    flat = masks.reshape(r * k, num_dims)
-    s = _chunked_scores(cond_logpdf, x, flat, chunk)  # [..., R*K]
-    s = s.reshape(s.shape[:-1] + (r, k))
+    return jnp.where(is_exact[:, None, None], plan_masks, sampled)
+
+
+def reduce_scores(s: Array, weights: Array, is_exact: Array, num_hidden: Array, coef: Array) -> MPTEstimate:
+    """Per-mask scores ``[..., R, K]`` -> :class:`MPTEstimate` (``value = sum_r coef_r s_{M_r}``)."""
+    k = s.shape[-1]
     per_size = jnp.einsum("...rk,rk->...r", s, weights.astype(s.dtype))  # [..., R]
     # Monte Carlo standard error of the mean of K iid masks; 0 for enumerated sizes.
     var = jnp.var(s, axis=-1, ddof=1) if k > 1 else jnp.full(per_size.shape, jnp.inf, s.dtype)
     se = jnp.where(jnp.broadcast_to(is_exact, var.shape), 0.0, jnp.sqrt(var / k))
-    scale = num_dims / r
-    value = scale * jnp.sum(per_size, axis=-1)
-    stderr = scale * jnp.sqrt(jnp.sum(se**2, axis=-1))
+    coef = coef.astype(s.dtype)
+    value = per_size @ coef
+    stderr = jnp.sqrt((se**2) @ coef**2)
     return MPTEstimate(value, stderr, per_size, se, num_hidden, is_exact)
+
+
+def _estimate(cond_logpdf: CondLogpdf, chunk: int, x: Array, key: PRNGKey, plan_masks: Array, weights: Array,
+              is_exact: Array, num_hidden: Array, coef: Array) -> MPTEstimate:
+    num_dims = x.shape[-1]
+    r, k, _ = plan_masks.shape
+    masks = draw_masks(key, plan_masks, is_exact, num_hidden)
+    s = _chunked_scores(cond_logpdf, x, masks.reshape(r * k, num_dims), chunk)  # [..., R*K]
+    return reduce_scores(s.reshape(s.shape[:-1] + (r, k)), weights, is_exact, num_hidden, coef)
+
+
+def plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact) -> tuple[MPTMasks, tuple]:
+    """Validated sizes -> (plan, device arrays ``(masks, weights, exact, num_hidden, coef)``)."""
+    if rates is not None and num_hidden is not None:
+        raise ValueError("pass either `rates` or `num_hidden`, not both.")
+    sizes = rates_to_num_hidden(rates, num_dims) if num_hidden is None else _check_num_hidden(num_hidden, num_dims)
+    plan = mpt_masks(num_dims, num_masks_per_rate, sizes, exact)
+    arrays = (jnp.asarray(plan.masks), jnp.asarray(plan.weights), jnp.asarray(plan.exact),
+              jnp.asarray(plan.num_hidden), jnp.asarray(size_coefficients(plan.num_hidden, num_dims)))
+    return plan, arrays
 
 
 _estimate_jit = jax.jit(_estimate, static_argnums=(0, 1))
@@ -335,10 +378,14 @@ def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_pe
     vmapped (one ``[R * K]`` batch of masks, no Python loop over rates). A size
     with ``C(D, M) <= K`` is enumerated exactly (masks precomputed in numpy,
     padded to K with zero weights); other sizes use K uniformly random masks of
-    that size (Monte Carlo, unbiased). Returns ``D * mean_r s_{M_r}``: with the
-    default ``rates=None`` (all sizes ``M = 1..D``) this is the cumulative MPT,
-    equal in expectation (exactly, if every size is enumerated) to
-    ``log p(x)``; with e.g. ``rates=[0.15]`` it is the fixed-rate objective.
+    that size (Monte Carlo, unbiased). With the default ``rates=None`` (all sizes
+    ``M = 1..D``) the value is the cumulative MPT ``sum_M s_M``, equal in expectation
+    (exactly, if every size is enumerated) to ``log p(x)``. A grid of rates that
+    covers every size after rounding gives the same exact cumulative form (each size
+    once, duplicates averaged). Any other grid gives the Riemann sum
+    ``D * mean_r s_{M_r}``, which is **biased** for ``log p(x)`` (by ``D mean_r s_{M_r}
+    - sum_M s_M``; see :func:`size_coefficients`); e.g. ``rates=[0.15]`` is the
+    fixed-rate objective ``D s_M``.
 
     Args:
       cond_logpdf: ``(x [D], mask [D] bool) -> [D]``, ``log p(x_j | x_O)`` at hidden j.
@@ -360,16 +407,10 @@ def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_pe
     x = jnp.asarray(x)
     if x.ndim not in (1, 2):
         raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
-    num_dims = x.shape[-1]
-    if rates is not None and num_hidden is not None:
-        raise ValueError("pass either `rates` or `num_hidden`, not both.")
-    sizes = rates_to_num_hidden(rates, num_dims) if num_hidden is None else _check_num_hidden(num_hidden, num_dims)
-    plan = mpt_masks(num_dims, num_masks_per_rate, sizes, exact)
-    args = (x, key, jnp.asarray(plan.masks), jnp.asarray(plan.weights), jnp.asarray(plan.exact),
-            jnp.asarray(plan.num_hidden))
+    plan, arrays = plan_arrays(x.shape[-1], num_masks_per_rate, rates, num_hidden, exact)
     chunk = _auto_chunk(tuple(x.shape), plan.masks.shape[0] * plan.masks.shape[1], chunk_size)
     fn = _estimate if _is_traced(x, key) else _estimate_jit
-    return fn(cond_logpdf, chunk, *args)
+    return fn(cond_logpdf, chunk, x, key, *arrays)
 
 
 def _one_rate(cond_logpdf: CondLogpdf, x: Array, masks: Array, weights: Array) -> tuple[Array, Array]:
@@ -404,6 +445,6 @@ def cumulative_mpt_loop(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_mas
         ses.append(jnp.zeros_like(se) if plan.exact[r] else se)
     per_size = jnp.stack(per_size, axis=-1)
     se = jnp.stack(ses, axis=-1)
-    scale = num_dims / sizes.shape[0]
-    return MPTEstimate(scale * per_size.sum(-1), scale * jnp.sqrt(jnp.sum(se**2, -1)), per_size, se,
+    coef = jnp.asarray(size_coefficients(plan.num_hidden, num_dims), per_size.dtype)
+    return MPTEstimate(per_size @ coef, jnp.sqrt(se**2 @ coef**2), per_size, se,
                        jnp.asarray(plan.num_hidden), jnp.asarray(plan.exact))

@@ -24,6 +24,7 @@ from mamjax.lml import gp as gp_lib
 from mamjax.lml import linear_vae as lvae
 from mamjax.lml import ppca as ppca_lib
 from mamjax.lml.estimator import cumulative_mpt
+from mamjax.lml.lowrank import lowrank_mpt
 
 Array = jax.Array
 LossFn = Callable[[dict, dict, jax.Array], tuple[Array, dict]]
@@ -38,13 +39,25 @@ def objective_name(objective) -> str:
     return f"rate{round(100 * float(objective))}"
 
 
+def _by_objective(estimate, objective) -> Array:
+    """``estimate(rates)`` for ``"cumulative"`` (rates None) or a fixed rate; else a clear error."""
+    if objective == "cumulative":
+        return estimate(None)
+    if isinstance(objective, (int, float)) and not isinstance(objective, bool):
+        return estimate([float(objective)])
+    raise ValueError(f"`objective` must be 'lml', 'cumulative' or a mask rate in (0, 1]; got {objective!r}.")
+
+
 def mpt_objective(cond_logpdf, x: Array, key: jax.Array, objective, num_masks_per_rate: int) -> Array:
     """Per-example MPT objective ``[B]`` for ``"cumulative"`` or a fixed rate."""
-    if objective == "cumulative":
-        return cumulative_mpt(cond_logpdf, x, key, num_masks_per_rate).value
-    if isinstance(objective, (int, float)) and not isinstance(objective, bool):
-        return cumulative_mpt(cond_logpdf, x, key, num_masks_per_rate, rates=[float(objective)]).value
-    raise ValueError(f"`objective` must be 'lml', 'cumulative' or a mask rate in (0, 1]; got {objective!r}.")
+    return _by_objective(lambda rates: cumulative_mpt(cond_logpdf, x, key, num_masks_per_rate, rates=rates).value,
+                         objective)
+
+
+def _ppca_mpt(x, w, noise_var, key, objective, num_masks_per_rate):
+    """The PPCA MPT objective through the low-rank route (same masks and values as the generic one)."""
+    return _by_objective(lambda rates: lowrank_mpt(x, key, num_masks_per_rate, w, noise_var, rates=rates).value,
+                         objective)
 
 
 def ppca_loss(objective, noise_var: float, num_masks_per_rate: int = 1) -> LossFn:
@@ -56,8 +69,7 @@ def ppca_loss(objective, noise_var: float, num_masks_per_rate: int = 1) -> LossF
         if objective == "lml":
             obj = lml
         else:
-            obj = mpt_objective(ppca_lib.ppca_cond_logpdf(params["w"], noise_var), x, key, objective,
-                                num_masks_per_rate)
+            obj = _ppca_mpt(x, params["w"], noise_var, key, objective, num_masks_per_rate)
         return -jnp.mean(obj), {"objective": jnp.mean(obj), "lml": jnp.mean(lml)}
 
     return loss_fn

@@ -1,0 +1,162 @@
+"""Fast cumulative MPT for low-rank-plus-diagonal Gaussians (PPCA, factor analysis): all masks as matmuls.
+
+For ``x ~ N(mu, W W^T + diag(psi))`` (``W [D, K]``, ``psi > 0``; PPCA is ``psi = sigma^2``) the
+conditionals given an observed set O go through the latent posterior (Woodbury):
+
+    C = (I_K + W^T diag(o / psi) W)^{-1},   m = C W^T diag(o / psi) (x - mu) = A (x - mu),
+    x_j | x_O ~ N(mu_j + w_j^T m,  v_j = w_j^T C w_j + psi_j),
+
+with ``o`` the observed indicator. ``C``, ``A`` and ``v`` depend on the mask only. The sum of the
+hidden log densities of one mask is a quadratic form in ``xc = x - mu`` whose per-example part
+needs only ``2K + 1`` inner products with ``xc``: with ``a = (1 - o) / v``, ``B = W^T diag(a)``
+and ``G = B W``,
+
+    sum_{j hidden} (xc_j - w_j^T m)^2 / v_j = a . xc^2 - 2 (B xc) . m + m^T G m.
+
+So every mask's score for every example is one ``[N, D] x [D, masks * (2K + 1)]`` matrix product
+plus ``K x K`` work per mask, instead of a ``D``-vector conditional per mask and example. The
+``K x K`` inverse is an unrolled Gauss-Jordan elimination (``I + P`` is SPD with eigenvalues
+>= 1, no pivoting needed) in plain ``jnp``: no LAPACK call (so no batched-LAPACK thread-pool
+waits, see :func:`mamjax.lml.estimator._chunked_scores`) and a backward pass of the same cost.
+Masks are drawn exactly as :func:`mamjax.lml.cumulative_mpt` draws them for the same key, so the
+two agree to rounding (the tests check it against :func:`mamjax.lml.ppca_cond_logpdf`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from mamjax.lml import estimator as est
+
+Array = jax.Array
+
+__all__ = ["lowrank_mpt", "lowrank_mask_scores", "spd_inverse"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+# Masks per lax.map chunk: keep the [N, chunk, 2K+1] projections near this many elements.
+CHUNK_ELEMENTS = 1 << 21
+# Latent sizes above this use a Cholesky solve instead of the unrolled elimination.
+MAX_UNROLLED_LATENTS = 16
+
+
+def spd_inverse(a: Array) -> Array:
+    """Inverse of a batch ``[..., K, K]`` of well-conditioned SPD matrices (Gauss-Jordan, unrolled).
+
+    No pivoting: meant for ``I + W^T diag(c) W`` (eigenvalues >= 1). ``K > MAX_UNROLLED_LATENTS``
+    falls back to ``cho_solve``.
+    """
+    k = a.shape[-1]
+    if k > MAX_UNROLLED_LATENTS:
+        eye = jnp.broadcast_to(jnp.eye(k, dtype=a.dtype), a.shape)
+        return jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(a), True), eye)
+    m = a
+    inv = jnp.broadcast_to(jnp.eye(k, dtype=a.dtype), a.shape)
+    for i in range(k):
+        piv = m[..., i, i][..., None]
+        row_m, row_inv = m[..., i, :] / piv, inv[..., i, :] / piv
+        col = m[..., :, i][..., :, None]
+        m = (m - col * row_m[..., None, :]).at[..., i, :].set(row_m)
+        inv = (inv - col * row_inv[..., None, :]).at[..., i, :].set(row_inv)
+    return inv
+
+
+def _mask_terms(masks: Array, w: Array, psi: Array):
+    """Mask-only parts for ``[S, D]`` masks: projections ``[S, 2K+1, D]``, ``G [S, K, K]``, constants."""
+    o = masks.astype(w.dtype)  # [S, D]
+    h = 1.0 - o
+    wp = w / psi[:, None]  # [D, K]
+    p = jnp.einsum("sd,dk,dl->skl", o, wp, w)
+    c = spd_inverse(jnp.eye(w.shape[1], dtype=w.dtype)[None] + p)  # [S, K, K]
+    a_mat = jnp.einsum("skl,dl,sd->skd", c, wp, o)  # A = C W^T diag(o / psi)
+    v = jnp.einsum("dk,skl,dl->sd", w, c, w) + psi[None]  # predictive variances
+    a = h / v  # hidden weights
+    b = w.T[None] * a[:, None, :]  # B = W^T diag(a): [S, K, D]
+    g = jnp.einsum("skd,dl->skl", b, w)
+    num_hidden = jnp.sum(h, axis=-1)
+    const = -0.5 * jnp.sum(h * (_LOG_2PI + jnp.log(v)), axis=-1)  # [S]
+    proj = jnp.concatenate([a[:, None, :], a_mat, b], axis=1)  # [S, 2K+1, D]
+    return proj, g, const, num_hidden
+
+
+def lowrank_mask_scores(xc: Array, masks: Array, w: Array, psi: Array) -> Array:
+    """Per-mask MPT scores ``[N, S]``: ``1/M sum_{j hidden} log p(x_j | x_O)`` for centred ``xc [N, D]``."""
+    k = w.shape[1]
+    proj, g, const, num_hidden = _mask_terms(masks, w, psi)
+    y = jnp.einsum("nd,sed->nse", xc, proj[:, 1:])  # [N, S, 2K]: m = A xc, b = B xc
+    q0 = (xc * xc) @ proj[:, 0].T  # [N, S]
+    m, b = y[..., :k], y[..., k:]
+    quad = q0 - 2.0 * jnp.sum(b * m, -1) + jnp.einsum("nsk,skl,nsl->ns", m, g, m)
+    return (const[None] - 0.5 * quad) / num_hidden[None]
+
+
+def _scores_chunked(xc: Array, masks: Array, w: Array, psi: Array, chunk: int) -> Array:
+    n = masks.shape[0]
+    if chunk >= n:
+        return lowrank_mask_scores(xc, masks, w, psi)
+    num_chunks = -(-n // chunk)
+    pad = num_chunks * chunk - n
+    padded = jnp.concatenate([masks, jnp.broadcast_to(masks[:1], (pad, masks.shape[1]))]) if pad else masks
+    out = jax.lax.map(lambda m: lowrank_mask_scores(xc, m, w, psi), padded.reshape(num_chunks, chunk, -1))
+    return jnp.moveaxis(out, 0, 1).reshape(xc.shape[0], num_chunks * chunk)[:, :n]  # [N, S]
+
+
+def _lowrank_estimate(chunk: int, x: Array, w: Array, psi: Array, mean: Array, key, plan_masks, weights, is_exact,
+                      num_hidden, coef) -> est.MPTEstimate:
+    r, k, num_dims = plan_masks.shape
+    masks = est.draw_masks(key, plan_masks, is_exact, num_hidden).reshape(r * k, num_dims)
+    xb = x.reshape(-1, num_dims) - mean[None]
+    s = _scores_chunked(xb, masks, w, psi, chunk).reshape(x.shape[:-1] + (r, k))
+    return est.reduce_scores(s, weights, is_exact, num_hidden, coef)
+
+
+_lowrank_estimate_jit = jax.jit(_lowrank_estimate, static_argnums=(0,))
+
+
+def lowrank_mpt(x: Array, key: jax.Array, num_masks_per_rate: int, w: Array, psi, mean: Array | None = None,
+                rates: Sequence[float] | None = None, *, num_hidden: Sequence[int] | None = None,
+                exact: bool | str = "auto", chunk_size: int | str = "auto") -> est.MPTEstimate:
+    """:func:`mamjax.lml.cumulative_mpt` for ``N(mean, W W^T + diag(psi))``, all masks as matmuls.
+
+    Same masks, sizes, exact enumeration, rate-grid rule and result as ``cumulative_mpt`` with
+    :func:`mamjax.lml.ppca_cond_logpdf` (same key), at ``O(N D K)`` per mask in one matrix product.
+
+    Args:
+      x: ``[D]`` or ``[B, D]``.
+      key: PRNG key for the Monte Carlo masks.
+      num_masks_per_rate: K masks per size (static).
+      w: ``[D, K]`` loadings.
+      psi: noise variance(s) > 0: scalar (PPCA) or ``[D]`` (factor analysis).
+      mean: ``[D]`` or None (zero).
+      rates, num_hidden, exact: as in ``cumulative_mpt``.
+      chunk_size: masks per ``lax.map`` chunk; ``"auto"`` keeps ``B x chunk x (2K+1)`` near
+        ``CHUNK_ELEMENTS``. Results do not depend on it.
+
+    Returns:
+      :class:`mamjax.lml.MPTEstimate`.
+    """
+    x = jnp.asarray(x)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
+    num_dims = x.shape[-1]
+    w = jnp.asarray(w)
+    if w.ndim != 2 or w.shape[0] != num_dims:
+        raise ValueError(f"`w` must have shape [D={num_dims}, K]; got {tuple(w.shape)}.")
+    psi = jnp.broadcast_to(jnp.asarray(psi, w.dtype), (num_dims,))
+    if not est._is_traced(psi) and bool(jnp.any(psi <= 0)):
+        raise ValueError(f"`psi` (noise variances) must be > 0; got min {float(jnp.min(psi))}.")
+    mean = jnp.zeros(num_dims, w.dtype) if mean is None else jnp.broadcast_to(jnp.asarray(mean, w.dtype), (num_dims,))
+    plan, arrays = est.plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
+    num_masks = plan.masks.shape[0] * plan.masks.shape[1]
+    if chunk_size == "auto":
+        per_mask = max(1, (x.size // num_dims) * (2 * w.shape[1] + 1))
+        chunk = max(1, min(num_masks, CHUNK_ELEMENTS // per_mask))
+    elif isinstance(chunk_size, int) and chunk_size >= 1:
+        chunk = chunk_size
+    else:
+        raise ValueError(f"`chunk_size` must be 'auto' or a positive int; got {chunk_size!r}.")
+    fn = _lowrank_estimate if est._is_traced(x, key, w, psi, mean) else _lowrank_estimate_jit
+    return fn(chunk, x, w, psi, mean, key, *arrays)
