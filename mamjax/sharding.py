@@ -43,6 +43,8 @@ def _looks_multi_host() -> bool:
 def data_mesh(devices=None) -> Mesh:
     """A 1-D mesh named ``"data"`` over ``devices`` (default: all devices of all hosts)."""
     devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("`devices` is empty; pass at least one device (or None for all devices).")
     return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
 
 

@@ -174,3 +174,115 @@ def test_pathwise_gradient_of_sampled_log_prob_is_biased_closed_form_is_not():
     jump = stats.norm.pdf(c) / s * (np.log(stats.norm.pdf(c) / s) - stats.norm.logcdf(c))  # boundary term
     assert abs(g_path - fd) > 1.0  # the path-wise estimate is badly off ...
     np.testing.assert_allclose(g_path + jump, fd, atol=0.03)  # ... by exactly the missing boundary term
+
+
+# --- numerical edges against an arbitrary-precision reference (issue 18) -------------------------
+
+import mpmath
+
+from mamjax.distributions.rectified_gaussian import log_ndtr
+
+mpmath.mp.dps = 60
+
+
+def _mp_log_ndtr(x):
+    return mpmath.log(mpmath.ncdf(mpmath.mpf(x)))
+
+
+def _mp_moments(a):
+    """``(Phi(a), phi(a))`` and the variance of ``max(0, a + eps)`` in arbitrary precision."""
+    a = mpmath.mpf(a)
+    big, small = mpmath.ncdf(a), mpmath.npdf(a)
+    m1 = a * big + small
+    m2 = (a * a + 1) * big + a * small
+    return m1, m2 - m1 * m1
+
+
+@pytest.mark.parametrize("x", [-0.5, -5.0, -19.9, -20.0, -20.1, -25.0, -30.0, -38.0, -40.0, -1e3, -1e8, -1e150])
+def test_log_ndtr_float64_matches_mpmath(x):
+    with x64():
+        got = float(log_ndtr(jnp.float64(x)))
+        slope = float(jax.grad(log_ndtr)(jnp.float64(x)))
+    want = _mp_log_ndtr(x)
+    assert abs(got - float(want)) <= 2e-15 * abs(float(want)), (got, float(want))
+    x = mpmath.mpf(x)
+    if x > -100:
+        want_slope = mpmath.npdf(x) / mpmath.ncdf(x)  # the inverse Mills ratio
+    else:  # mpmath's ncdf loses it there; the asymptotic expansion is exact to O(x^-5) relative
+        want_slope = -x * (1 + x**-2 - 2 * x**-4)
+    assert abs(slope - float(want_slope)) <= 1e-13 * float(want_slope), (slope, float(want_slope))
+
+
+@pytest.mark.parametrize("x", [-3.0, -9.9, -10.0, -12.0, -20.0, -1e4])
+def test_log_ndtr_float32_matches_mpmath(x):
+    got = float(log_ndtr(jnp.float32(x)))
+    want = float(_mp_log_ndtr(float(np.float32(x))))
+    assert abs(got - want) <= 3e-7 * abs(want)
+    slope = float(jax.grad(log_ndtr)(jnp.float32(x)))
+    want_slope = float(mpmath.npdf(float(np.float32(x))) / mpmath.ncdf(float(np.float32(x))))
+    assert abs(slope - want_slope) <= 1e-5 * abs(want_slope)
+
+
+def test_point_mass_and_its_gradient_at_large_ratio():
+    with x64():
+        for ratio in (20.0, 30.0, 40.0, 1e8):
+            d = RectifiedGaussian(jnp.float64(ratio), jnp.float64(1.0))
+            want = _mp_log_ndtr(-ratio)
+            assert abs(float(d.log_prob(0.0)) - float(want)) <= 2e-15 * abs(float(want))
+            g = float(jax.grad(lambda m: RectifiedGaussian(m, jnp.float64(1.0)).log_prob(0.0))(jnp.float64(ratio)))
+            want_g = -mpmath.npdf(-ratio) / mpmath.ncdf(-ratio)
+            assert abs(g - float(want_g)) <= 1e-13 * abs(float(want_g)), (ratio, g, float(want_g))
+
+
+def test_subnormal_positive_z_is_in_the_slab():
+    with x64():
+        d = RectifiedGaussian(jnp.float64(0.0), jnp.float64(1.0))
+        tiny = np.float64(5e-324)
+        np.testing.assert_allclose(float(d.log_prob(tiny)), stats.norm.logpdf(0.0), rtol=1e-15)
+        assert float(d.log_prob(-tiny)) == -np.inf
+        assert float(d.log_prob(-0.0)) == float(d.log_prob(0.0)) == pytest.approx(np.log(0.5))
+    d32 = RectifiedGaussian(jnp.float32(0.0), jnp.float32(1.0))
+    np.testing.assert_allclose(float(d32.log_prob(np.float32(1e-45))), stats.norm.logpdf(0.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("a", [1e8, 1e3, 40.0, 5.0, 1.0, 0.0, -1.0, -3.0, -8.0])
+def test_variance_matches_mpmath(a):
+    with x64():
+        for scale in (1.0, 3.0):
+            got = float(RectifiedGaussian(jnp.float64(a * scale), jnp.float64(scale)).variance())
+            want = float(_mp_moments(a)[1]) * scale**2
+            # a < 0: terms of size a^2 Phi cancel (measured 2e-11 relative at a = -8, see the docstring).
+            rtol = 1e-13 if a >= 0 else 1e-13 * max(a**4, 1.0)
+            assert abs(got - want) <= rtol * want, (a, got, want)
+
+
+def test_entropy_and_kl_at_huge_ratios_and_tiny_scales_are_not_nan():
+    with x64():
+        huge = RectifiedGaussian(jnp.float64(2e160), jnp.float64(1.0))
+        std = RectifiedGaussian(jnp.float64(0.0), jnp.float64(1.0))
+        # Entropy of a (numerically) pure Gaussian slab: log(sigma sqrt(2 pi e)).
+        np.testing.assert_allclose(float(huge.entropy()), 0.5 * np.log(2 * np.pi * np.e), rtol=1e-15)
+        assert float(kl_divergence(huge, std)) == np.inf  # ~ 2e320, beyond float64
+        same = RectifiedGaussian(jnp.float64(2e160), jnp.float64(1.0))
+        assert float(kl_divergence(huge, same)) == 0.0
+        # KL against a p without mass at zero (P0 underflows): +inf, not NaN.
+        no_spike = RectifiedGaussian(jnp.float64(1e200), jnp.float64(1.0))
+        assert float(kl_divergence(std, no_spike)) == np.inf
+        # A near-deterministic q: huge but finite, = log(s_p / s_q) - 1/2 + ... (checked against mpmath).
+        q = RectifiedGaussian(jnp.float64(1.0), jnp.float64(1e-300))
+        want = mpmath.log(mpmath.mpf(1e300)) - mpmath.mpf(1) / 2 + mpmath.mpf(1) / 2 - mpmath.log(1) \
+            + (mpmath.mpf(1e-300) ** 2 - 1) / 2 + mpmath.mpf(1) / 2
+        got = float(kl_divergence(q, std))
+        assert np.isfinite(got) and abs(got - float(want)) < 1e-12 * float(want)
+    tiny32 = RectifiedGaussian(jnp.float32(1.0), jnp.float32(1e-30))
+    kl32 = float(kl_divergence(tiny32, RectifiedGaussian(jnp.float32(0.0), jnp.float32(1.0))))
+    assert np.isfinite(kl32) and kl32 > 60
+    g = jax.grad(lambda l: kl_divergence(RectifiedGaussian(l, jnp.float32(1e-30)),
+                                         RectifiedGaussian(jnp.float32(0.0), jnp.float32(1.0))))(jnp.float32(1.0))
+    assert np.isfinite(float(g))
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), [1.0, -0.5]])
+def test_nonpositive_scale_is_refused_eagerly(scale):
+    with pytest.raises(ValueError, match="`scale` must be > 0"):
+        RectifiedGaussian(jnp.zeros(np.shape(scale)), jnp.asarray(scale))

@@ -43,7 +43,7 @@ class BatchStream:
             raise ValueError(f"`batch_size` must be an int in [1, {self.num_examples}]; got {batch_size!r}.")
         self.batch_size, self.seed, self.transform, self.shuffle = int(batch_size), int(seed), transform, shuffle
         self.steps_per_epoch = self.num_examples // self.batch_size
-        self._perm_epoch, self._perm = -1, None
+        self._perm_epoch, self._perm = None, None
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._perm_epoch:
@@ -55,6 +55,8 @@ class BatchStream:
         return self._perm
 
     def __call__(self, step: int):
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"`step` must be an int >= 0; got {step!r}.")
         epoch, i = divmod(int(step), self.steps_per_epoch)
         idx = self._permutation(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
         batch = {k: v[idx] for k, v in self.arrays.items()}
