@@ -44,26 +44,46 @@ def centered_proposal_weights(weights: Array) -> Array:
     return weights - 1.0 / weights.shape[-1]
 
 
-def prior_surrogate(weights: Array, log_p: Array, expected_log_p: Array | None = None) -> Array:
+def prior_surrogate(weights: Array, log_p: Array, expected_log_p: Array | None = None,
+                    baseline: Array | None = None) -> Array:
     """Surrogate (to maximize) for the prior-policy part of the wake update.
 
     Without ``expected_log_p``: ``sum_k sg(w~_k) log p(a_k | x)`` (plain RWS).
-    With it (control variate): ``sum_k sg(w~_k - 1/K) log p(a_k | x) + (1/K) sum_k E_k``,
-    where ``E_k = sum_t sum_a sg(q(a | h_{k,t-1})) log p(a | h_{k,t-1})``.
+    With it (control variate): ``sum_k sum_t sg(w~_k - c_{k,t}) log p(a_{k,t} | h_{k,t-1}) + c_{k,t} E_{k,t}``
+    with ``E_{k,t} = sum_a sg(q(a | h_{k,t-1})) log p(a | h_{k,t-1})`` and coefficient
+    ``c_{k,t} = 1/K``, or with a learned ``baseline`` ``c_{k,t} = sg(b(h_{k,t-1})) / K``. Any
+    ``c_{k,t}`` that depends only on the history ``h_{k,t-1}`` keeps the estimator unbiased
+    (``E[grad log p(a_t | h) - grad E_t | h] = 0``); the learned ``b`` is fit to ``K w~_k``.
 
     Args:
       weights: [..., K] normalized importance weights.
-      log_p: [..., K] log p(a_k | x) (summed over steps).
-      expected_log_p: [..., K] ``E_k`` (``Trajectory.expected_log_p`` summed over steps) or None.
+      log_p: [..., K] log p(a_k | x) summed over steps, or [..., K, T] per step.
+      expected_log_p: ``E`` of the same shape as ``log_p``, or None.
+      baseline: [..., K, T] ``b(h_{k,t-1})`` (needs per-step ``log_p``), or None for ``b = 1``.
 
     Returns:
       [...] surrogate.
     """
     w = sg(weights)
+    steps = log_p.ndim == weights.ndim + 1
+    if steps:
+        w = w[..., None]
+    axes = (-2, -1) if steps else -1
     if expected_log_p is None:
-        return jnp.sum(w * log_p, axis=-1)
+        if baseline is not None:
+            raise ValueError("`baseline` needs `expected_log_p` (the control variate it scales).")
+        return jnp.sum(w * log_p, axis=axes)
+    if expected_log_p.shape != log_p.shape:
+        raise ValueError(f"`expected_log_p` {expected_log_p.shape} must have the shape of `log_p` {log_p.shape}.")
     k = weights.shape[-1]
-    return jnp.sum((w - 1.0 / k) * log_p + expected_log_p / k, axis=-1)
+    if baseline is None:
+        coef = 1.0 / k
+    else:
+        if not steps or baseline.shape != log_p.shape:
+            raise ValueError(f"`baseline` must be [..., K, T] like a per-step `log_p`; got {baseline.shape}, "
+                             f"log_p {log_p.shape}.")
+        coef = sg(baseline) / k
+    return jnp.sum((w - coef) * log_p + coef * expected_log_p, axis=axes)
 
 
 def estimator_moments(grad_fn: Callable[[Array], Any], keys: Array) -> tuple[Any, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 from mamjax.attention import glimpse as glimpse_lib
 from mamjax.attention import model as model_lib
 
-__all__ = ["plot_glimpse_paths", "plot_error_curves", "error_curve", "budget_curve"]
+__all__ = ["plot_glimpse_paths", "plot_error_curves", "error_curve", "budget_curve", "plot_seed_curves"]
 
 
 def plot_glimpse_paths(ram: model_lib.RAM, params: dict, images, key: jax.Array, path: str | os.PathLike, *,
@@ -128,5 +128,49 @@ def plot_error_curves(curves: dict[str, dict[str, np.ndarray]], path: str | os.P
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return os.fspath(path)
+
+
+def plot_seed_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], path: str | os.PathLike, *,
+                     xlabel: str, title: str = "", reference: dict[str, float] | None = None,
+                     common_x: bool = True) -> str:
+    """Test error (%) against one x axis (updates or seconds), mean over seeds with a min-max band.
+
+    Args:
+      curves: name -> one ``(x, error in [0, 1])`` pair of arrays per seed.
+      xlabel: the x axis label, with its unit.
+      reference: optional name -> published error in percent (horizontal dotted lines).
+      common_x: the seeds share their x values (updates): draw mean and band; else (seconds)
+        draw every seed as its own thin line.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, runs) in enumerate(curves.items()):
+        color = f"C{i}"
+        if common_x:
+            x = np.asarray(runs[0][0])
+            err = 100 * np.stack([np.asarray(e) for _, e in runs])
+            ax.plot(x, err.mean(0), marker=".", color=color, label=f"{name} (mean of {len(runs)})")
+            ax.fill_between(x, err.min(0), err.max(0), color=color, alpha=0.15)
+        else:
+            for j, (x, e) in enumerate(runs):
+                ax.plot(x, 100 * np.asarray(e), marker=".", ms=3, lw=1, color=color,
+                        label=f"{name} ({len(runs)} seeds)" if j == 0 else None)
+    for name, val in (reference or {}).items():
+        ax.axhline(val, ls=":", color="gray")
+        ax.text(ax.get_xlim()[0], val, f" {name}", fontsize=7, va="bottom", color="gray")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test error (%)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return os.fspath(path)

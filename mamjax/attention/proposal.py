@@ -35,7 +35,7 @@ def low_resolution(image: Array, side: int) -> Array:
 class Proposal(nnx.Module):
     """q(a_t | h_{t-1}, x, y): logits over the ``num_locations`` candidate glimpse centres.
 
-    ``context(image, label)`` is computed once per trajectory; ``logits(context, h)``
+    ``context(image, label)`` is computed once per image; ``logits(context, h)``
     at every step.
     """
 
@@ -51,12 +51,14 @@ class Proposal(nnx.Module):
                               kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
 
     def context(self, image: Array, label: Array) -> tuple[Array, Array]:
-        """image [S, S] float, label int scalar -> (hidden context [hidden], direct logits [G])."""
-        v = low_resolution(image, self.view).reshape(-1)
+        """image [..., S, S] float, label int [...] -> (hidden context [..., hidden], direct logits [..., G])."""
+        v = low_resolution(image, self.view)
+        v = v.reshape(*v.shape[:-2], -1)
         y = jax.nn.one_hot(label, self.num_classes, dtype=v.dtype)
-        return self.ctx(jnp.concatenate([v, y])), self.direct(v)
+        return self.ctx(jnp.concatenate([v, y], axis=-1)), self.direct(v)
 
     def logits(self, context: tuple[Array, Array], h: Array) -> Array:
-        """context from :meth:`context`, h [state_size] -> logits [num_locations]."""
+        """context from :meth:`context`, h [..., state_size] -> logits [..., num_locations] (or the
+        2 pre-tanh coordinates of a Gaussian mean, when ``num_locations = 2``)."""
         c, direct = context
         return direct + self.out(jax.nn.relu(c + self.state(jax.lax.stop_gradient(h))))

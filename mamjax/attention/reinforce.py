@@ -63,6 +63,7 @@ def reinforce_loss(ram: model_lib.RAM, params: dict, batch: dict, key: Array, *,
     """
     if reward not in REWARDS:
         raise ValueError(f"`reward` must be one of {REWARDS}; got {reward!r}.")
+    model_lib.check_labels(batch["label"], ram.config.num_classes, "batch['label']")
     images, labels = model_lib.float_images(batch["image"]), jnp.asarray(batch["label"], jnp.int32)
     traj = model_lib.rollout_batch(ram, params, images, labels, key, num_samples=num_samples,
                                    sample_from="prior")

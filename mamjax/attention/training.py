@@ -18,23 +18,28 @@ METHODS = ("wsram", "reinforce")
 
 
 def make_method(method: str, config: model_lib.RAMConfig, key: jax.Array, *, num_samples: int = 1,
-                control_variates: bool = True, reward: str = "accuracy"):
+                control_variates: bool = True, reward: str = "accuracy", proposal: bool = True,
+                proposal_update: str = "wake", estimator: str = "rws", prior_baseline: bool = False):
     """Model, initial parameters and ``loss_fn(params, batch, key)`` of a training method.
 
     Args:
-      method: "wsram" (proposal + RWS, K = ``num_samples``) or "reinforce" (RAM with a
-        learned baseline; K trajectories per image).
+      method: "wsram" (K = ``num_samples`` trajectories from the proposal, RWS updates) or
+        "reinforce" (RAM with a learned baseline; K trajectories per image).
       config: model shape.
       control_variates: WS-RAM control variates.
       reward: REINFORCE reward ("accuracy" as Mnih et al., or "log_likelihood").
+      proposal: WS-RAM with an inference network (False: ``q`` = the prior).
+      proposal_update, estimator: as in :func:`mamjax.attention.rws.wsram_loss`.
+      prior_baseline: WS-RAM's learned baseline for the prior control variate.
 
     Returns:
       ``(ram, params, loss_fn)``.
     """
     if method == "wsram":
-        ram, params = model_lib.make_ram(config, key, proposal=True)
+        ram, params = model_lib.make_ram(config, key, proposal=proposal, prior_baseline=prior_baseline)
         loss_fn = functools.partial(rws_lib.wsram_loss, ram, num_samples=num_samples,
-                                    control_variates=control_variates)
+                                    control_variates=control_variates, proposal_update=proposal_update,
+                                    estimator=estimator)
     elif method == "reinforce":
         ram, params = model_lib.make_ram(config, key, proposal=False, baseline=True)
         loss_fn = functools.partial(reinforce_lib.reinforce_loss, ram, num_samples=num_samples, reward=reward)
