@@ -24,7 +24,7 @@ def _brute_log_z(J, b):
 def test_adjacency_is_symmetric_with_four_bonds_per_site(L):
     A = ising.lattice_adjacency(L)
     np.testing.assert_array_equal(A, A.T)
-    np.testing.assert_array_equal(A.sum(1), 4.0)
+    np.testing.assert_array_equal(A.sum(1), 4.0 if L >= 3 else 2.0)
     assert np.all(np.diag(A) == 0)
     if L >= 3:
         assert set(np.unique(A)) == {0.0, 1.0}
@@ -33,8 +33,12 @@ def test_adjacency_is_symmetric_with_four_bonds_per_site(L):
         assert nbrs == sorted([0 * L + 1, 2 * L + 1, 1 * L + 0, 1 * L + 2])
         # periodic wrap: (0, 0) touches (0, L-1) and (L-1, 0)
         assert A[0, L - 1] == 1 and A[0, (L - 1) * L] == 1
-    else:  # L = 2: right == left neighbour -> a double bond
-        assert set(np.unique(A)) == {0.0, 2.0}
+    else:  # L = 2: right == left neighbour; as igraph.Graph.Lattice([2, 2], circular=True) (the official code)
+        assert set(np.unique(A)) == {0.0, 1.0}
+        np.testing.assert_array_equal(A, [[0, 1, 1, 0], [1, 0, 0, 1], [1, 0, 0, 1], [0, 1, 1, 0]])
+        multi = ising.lattice_adjacency(L, multi_edges=True)
+        np.testing.assert_array_equal(multi, 2 * A)
+    np.testing.assert_array_equal(ising.lattice_adjacency(L, multi_edges=True).sum(1), 4.0)
 
 
 def test_log_f_counts_each_bond_twice():

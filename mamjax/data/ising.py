@@ -59,24 +59,31 @@ MAX_ENUM_DIM = 20
 MAX_TRANSFER_SIDE = 12
 
 
-def lattice_adjacency(L: int) -> np.ndarray:
-    """Adjacency matrix of the L x L periodic (torus) lattice, as bond counts.
+def lattice_adjacency(L: int, multi_edges: bool = False) -> np.ndarray:
+    """Adjacency matrix of the L x L periodic (torus) lattice.
+
+    As in the official MaM code (``igraph.Graph.Lattice([L, L], circular=True)
+    .get_adjacency()``, checked against igraph 1.0): each edge once, entries 0/1,
+    row sums 4 for ``L >= 3``. For ``L = 2`` a site's right and left neighbours
+    coincide, so the official lattice has row sums 2; ``multi_edges=True`` counts
+    both bonds instead (entries 2, row sums 4). For ``L >= 3`` both agree.
 
     Args:
       L: side length, ``L >= 2``.
+      multi_edges: count the coinciding bonds of ``L = 2`` twice.
 
     Returns:
-      float64 [L*L, L*L] symmetric matrix ``A = B + B^T`` where ``B[i, right(i)]``
-      and ``B[i, down(i)]`` are 1 (periodic). Row sums are 4 (entries 2 when L = 2).
+      float64 [L*L, L*L] symmetric matrix with a zero diagonal.
     """
-    if not isinstance(L, (int, np.integer)) or L < 2:
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 2:
         raise ValueError(f"`L` must be an int >= 2; got {L!r}.")
     L = int(L)
     r, c = np.divmod(np.arange(L * L), L)
     B = np.zeros((L * L, L * L))
     np.add.at(B, (r * L + c, r * L + (c + 1) % L), 1.0)
     np.add.at(B, (r * L + c, ((r + 1) % L) * L + c), 1.0)
-    return B + B.T
+    A = B + B.T
+    return A if multi_edges else np.minimum(A, 1.0)
 
 
 def ising_params(L: int, coupling: float = COUPLING, field: float = FIELD) -> tuple[np.ndarray, np.ndarray]:
