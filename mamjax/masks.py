@@ -67,6 +67,23 @@ def check_mask(mask, name: str = "mask", shape: tuple | None = None) -> None:
         raise ValueError(f"`{name}` must have shape {tuple(shape)}; got {tuple(mask.shape)}.")
 
 
+def check_token_ids(x, num_classes: int, name: str = "x") -> None:
+    """Eager check that integer ids lie in ``[0, num_classes)`` (JAX gathers would clamp them silently).
+
+    Raises TypeError for a non-integer ``x`` (static, also under ``jit``) and
+    ValueError for out-of-range values when ``x`` is concrete; traced values are
+    not checked (use ``jax.experimental.checkify`` around the jitted call for that).
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(f"`{name}` must be an integer array of ids in [0, {num_classes}); got dtype {dtype}.")
+    if _is_concrete(x) and np.size(x):
+        v = np.asarray(x)
+        lo, hi = int(v.min()), int(v.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"`{name}` must hold ids in [0, {num_classes}); got values in [{lo}, {hi}].")
+
+
 def _check_dim(d, name: str = "num_dims") -> int:
     if not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"`{name}` must be a positive Python int (static); got {d!r}.")

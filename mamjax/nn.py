@@ -15,7 +15,10 @@ from typing import Any, Callable, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+
+from mamjax import masks as masks_lib
 
 Array = jax.Array
 Params = Any
@@ -74,11 +77,20 @@ def _activation(name: str) -> Callable[[Array], Array]:
     return acts[name]
 
 
+def _check_sizes(**sizes) -> None:
+    """ValueError naming the first size that is not a positive int (None means "default")."""
+    for name, v in sizes.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
+
+
 class MLP(nnx.Module):
     """Plain multi-layer perceptron: ``in -> hidden... -> out`` on the last axis."""
 
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *,
                  activation: str = "relu", rngs: nnx.Rngs):
+        _check_sizes(in_features=in_features, out_features=out_features,
+                     **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
         sizes = [in_features, *hidden, out_features]
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         self.act = _activation(activation)
@@ -100,6 +112,9 @@ class ResidualMLP(nnx.Module):
 
     def __init__(self, in_features: int, width: int, depth: int, out_features: int, *,
                  activation: str = "gelu", rngs: nnx.Rngs):
+        _check_sizes(in_features=in_features, width=width, out_features=out_features)
+        if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
+            raise ValueError(f"`depth` must be an int >= 0; got {depth!r}.")
         self.inp = nnx.Linear(in_features, width, rngs=rngs)
         self.norms = nnx.List([nnx.LayerNorm(width, rngs=rngs) for _ in range(depth)])
         self.hidden1 = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(depth)])
@@ -178,12 +193,17 @@ class TransformerEncoder(nnx.Module):
     "null" class used for classifier-free guidance.
 
     Call: ``(tokens [B, L] int32, mask [B, L] bool, labels [B] int32 | None)
-    -> logits [B, L, out_features]``.
+    -> logits [B, L, out_features]``. Observed token ids must lie in
+    ``[0, vocab_size)`` and labels in ``[0, num_classes]``: checked eagerly when the
+    inputs are concrete (an embedding gather would clamp them silently); under
+    ``jit`` only shapes and dtypes are checked.
     """
 
     def __init__(self, vocab_size: int, seq_len: int, *, dim: int = 64, depth: int = 2,
                  num_heads: int = 4, mlp_dim: int | None = None, out_features: int | None = None,
                  num_classes: int | None = None, rngs: nnx.Rngs):
+        _check_sizes(vocab_size=vocab_size, seq_len=seq_len, dim=dim, depth=depth, num_heads=num_heads,
+                     mlp_dim=mlp_dim, out_features=out_features, num_classes=num_classes)
         if dim % num_heads:
             raise ValueError(f"`dim` ({dim}) must be divisible by `num_heads` ({num_heads}).")
         self.vocab_size, self.seq_len, self.num_classes = vocab_size, seq_len, num_classes
@@ -207,6 +227,7 @@ class TransformerEncoder(nnx.Module):
             return h
         if labels is None:
             raise ValueError("`labels` is required: this encoder is class-conditional.")
+        masks_lib.check_token_ids(labels, self.num_classes + 1, "labels")
         return jnp.concatenate([self.cls(labels)[:, None, :], h], axis=1)
 
     def __call__(self, tokens: Array, mask: Array, labels: Array | None = None) -> Array:
@@ -214,6 +235,7 @@ class TransformerEncoder(nnx.Module):
         if mask.dtype != jnp.bool_ or mask.shape != tokens.shape:
             raise TypeError(f"`mask` must be bool of shape {tokens.shape}; got {mask.dtype} {mask.shape}.")
         safe = jnp.where(mask, tokens, 0)  # hidden entries may hold any id, e.g. a MASK id
+        masks_lib.check_token_ids(safe, self.vocab_size, "tokens")
         h = jnp.where(mask[..., None], self.tok(safe), self.mask_emb[...][None, None, :]) + self.pos[...][None]
         h = self._with_class(h, labels)
         for block in self.blocks:
@@ -239,6 +261,7 @@ class TransformerEncoder(nnx.Module):
         where chunks are faster; None evaluates all at once (accelerators).
         """
         self._check_tokens(tokens)
+        masks_lib.check_token_ids(tokens, self.vocab_size, "tokens")
         if batch_size is None:
             return self._leave_one_out(tokens, labels)
         if not isinstance(batch_size, int) or batch_size < 1:

@@ -103,10 +103,13 @@ def conditional_log_probs(cond_apply: CondApply, params: Params, x: Array, mask:
     """``log p_phi(x_i | x_S)`` at the values ``x_i``, for every position: ``[B, D]``.
 
     Args:
-      x: ``[B, D] int`` (hidden entries hold the values to be scored).
-      mask: ``[B, D] bool`` observed subset S.
+      x: ``[B, D] int`` (hidden entries hold the values to be scored), in ``[0, K)``:
+        checked eagerly when concrete (not under ``jit``).
+      mask: ``[B, D] bool`` observed subset S (dtype checked, also under ``jit``).
     """
+    encoding.check_partial(x, mask)
     logits = cond_apply(params, x, mask)
+    masks_lib.check_token_ids(x, logits.shape[-1], "x")
     logp = jax.nn.log_softmax(logits, axis=-1)
     return jnp.take_along_axis(logp, x[..., None].astype(jnp.int32), axis=-1)[..., 0]
 

@@ -40,6 +40,7 @@ def encode_onehot(x: Array, mask: Array, num_classes: int) -> Array:
       ``[..., D * (K + 1)] float32``: for each position either ``onehot(x_i)`` followed
       by 0 (observed) or K zeros followed by 1 (hidden).
     """
+    masks_lib.check_mask(mask, "mask")  # an int mask would make the "?" channel ~1 = -2
     onehot = jax.nn.one_hot(x, num_classes, dtype=jnp.float32) * mask[..., None].astype(jnp.float32)
     unknown = (~mask)[..., None].astype(jnp.float32)
     feats = jnp.concatenate([onehot, unknown], axis=-1)

@@ -55,7 +55,8 @@ def table_conditional_logits(table: tuple[Array, Array], x: Array, mask: Array, 
         mi = mask.at[:, i].set(True)
         return table_log_marginal(table, xi, mi)
 
-    grid = jax.vmap(lambda i: jax.vmap(lambda v: at(i, v))(jnp.arange(num_classes)))(jnp.arange(num_dims))
+    values = jnp.arange(num_classes, dtype=x.dtype)  # x's dtype: no int64 -> int32 scatter under x64
+    grid = jax.vmap(lambda i: jax.vmap(lambda v: at(i, v))(values))(jnp.arange(num_dims))
     return jnp.transpose(grid, (2, 0, 1))  # [D, K, B] -> [B, D, K]
 
 

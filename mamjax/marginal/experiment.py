@@ -71,6 +71,11 @@ def mnist_arrays(resolution: int = 14, binarization: str = "static", num_test: i
     return tr, (te if num_test is None else te[:num_test])
 
 
+def _owned(tree):
+    """A copy of every array of ``tree``: the train step donates its state, the caller keeps theirs."""
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+
+
 def _partition(params: dict, trainable: str) -> dict:
     """optax.multi_transform labels: 'train' for ``params[trainable]``, 'freeze' elsewhere."""
     return {k: jax.tree.map(lambda _: ("train" if k == trainable else "freeze"), v) for k, v in params.items()}
@@ -88,7 +93,7 @@ def arm_stage(nets: Nets, lr: float = 1e-3, clip: float = 1.0):
     def loss_fn(params, batch, key):
         return arm_lib.arm_loss(nets.cond_apply, params["conditional"], batch.astype(jnp.int32), key)
 
-    return train.make_train_step(loss_fn, opt), train.TrainState.create(nets.params, opt)
+    return train.make_train_step(loss_fn, opt), train.TrainState.create(_owned(nets.params), opt)
 
 
 def mam_stage(nets: Nets, params: dict, init_chains: Array | None, lr: float = 1e-3, chain_weight: float = 0.5,
@@ -111,7 +116,7 @@ def mam_stage(nets: Nets, params: dict, init_chains: Array | None, lr: float = 1
 
     chains = None if init_chains is None else jnp.array(init_chains, jnp.int32)  # a copy: the step donates it
     return (train.make_train_step(loss_fn, opt, stateful=True),
-            train.TrainState.create(params, opt, model_state=chains))
+            train.TrainState.create(_owned(params), opt, model_state=chains))
 
 
 def energy_stage(nets: Nets, log_f: Callable[[Array], Array], init_chains: Array, lr: float = 1e-3,
@@ -121,7 +126,7 @@ def energy_stage(nets: Nets, log_f: Callable[[Array], Array], init_chains: Array
     loss_fn = functools.partial(losses.energy_loss, nets.marg_apply, nets.cond_apply, log_f, alpha=alpha,
                                 gibbs_steps=gibbs_steps)
     return (train.make_train_step(loss_fn, opt, stateful=True),
-            train.TrainState.create(nets.params, opt, model_state=jnp.array(init_chains, jnp.int32)))
+            train.TrainState.create(_owned(nets.params), opt, model_state=jnp.array(init_chains, jnp.int32)))
 
 
 def random_subsets(key: Array, num: int, num_dims: int) -> Array:

@@ -201,7 +201,11 @@ def energy_loss(marg_apply: Apply, cond_apply: Apply, log_f: Callable[[Array], A
     num_chains, num_dims = chains.shape
     chains = sampling.gibbs_step(cond_apply, jax.lax.stop_gradient(cp), chains, k_gibbs, gibbs_steps)
     f_x = marg_apply(mp, chains, jnp.ones(chains.shape, bool))
-    diff = jax.lax.stop_gradient(f_x) - log_f(chains)
+    target = log_f(chains)
+    if jnp.shape(target) != (num_chains,):
+        raise ValueError(f"`log_f` must return one value per chain, shape ({num_chains},); got {jnp.shape(target)} "
+                         "(a [B, 1] result would broadcast against [B] to [B, B]).")
+    diff = jax.lax.stop_gradient(f_x) - target
     reward = (diff - jnp.mean(diff)) / (jnp.std(diff) + _EPS)
     reinforce = jnp.mean(jax.lax.stop_gradient(reward) * f_x)
     pen, metrics = self_consistency_penalty(marg_apply, cond_apply, mp, cp, chains, k_pen, log_z=log_z)
