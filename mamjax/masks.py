@@ -41,8 +41,12 @@ __all__ = [
 ]
 
 
-def _is_concrete(x) -> bool:
+def is_concrete(x) -> bool:
+    """Whether ``x`` holds values now (not a tracer inside ``jit`` / ``vmap`` / ``grad``)."""
     return not isinstance(x, jax.core.Tracer)
+
+
+_is_concrete = is_concrete
 
 
 def check_rate(rate, name: str = "rate") -> None:
@@ -141,20 +145,26 @@ def _check_ordering(ordering) -> None:
         )
     if not jnp.issubdtype(ordering.dtype, jnp.integer):
         raise TypeError(f"`ordering` must be an integer array; got dtype {ordering.dtype}.")
+    if _is_concrete(ordering):  # eager only: a repeated or out-of-range id would scatter silently
+        o = np.asarray(ordering)
+        if not np.array_equal(np.sort(o), np.arange(o.shape[0])):
+            raise ValueError(f"`ordering` must be a permutation of range({o.shape[0]}); got {o.tolist()[:10]}.")
 
 
 def ordering_mask(ordering: Array, num_observed) -> Array:
     """The subset sigma(<t) an ordering induces: its first ``num_observed`` positions observed.
 
     Args:
-      ordering: ``[D] int`` permutation sigma.
-      num_observed: t in [0, D], may be traced.
+      ordering: ``[D] int`` permutation sigma (checked eagerly when concrete).
+      num_observed: t in [0, D], may be traced (range checked eagerly when concrete).
 
     Returns:
       ``[D] bool``: ``mask[sigma[i]] = i < t``.
     """
     _check_ordering(ordering)
     (d,) = ordering.shape
+    if _is_concrete(num_observed) and (np.any(np.asarray(num_observed) < 0) or np.any(np.asarray(num_observed) > d)):
+        raise ValueError(f"`num_observed` must lie in [0, {d}]; got {num_observed!r}.")
     ranks = jnp.zeros((d,), jnp.int32).at[ordering].set(jnp.arange(d, dtype=jnp.int32))
     return ranks < num_observed
 

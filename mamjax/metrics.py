@@ -16,8 +16,8 @@ __all__ = ["nats_to_bits_per_dim", "bits_per_dim", "log_mean_exp", "iw_bound", "
 
 def nats_to_bits_per_dim(nll_nats, num_dims: int):
     """Converts a per-example NLL in nats to bits per dimension: ``nll / (D ln 2)``."""
-    if num_dims < 1:
-        raise ValueError(f"`num_dims` must be >= 1; got {num_dims}.")
+    if isinstance(num_dims, bool) or not isinstance(num_dims, (int, np.integer)) or num_dims < 1:
+        raise ValueError(f"`num_dims` must be an int >= 1; got {num_dims!r}.")
     return nll_nats / (num_dims * math.log(2.0))
 
 
@@ -30,6 +30,8 @@ def log_mean_exp(x: Array, axis: int | None = None, keepdims: bool = False) -> A
     """``log(mean(exp(x)))`` without overflow: ``logsumexp(x) - log(n)``."""
     x = jnp.asarray(x)
     n = x.size if axis is None else x.shape[axis]
+    if n == 0:
+        raise ValueError(f"`x` has no entries along axis {axis} (shape {x.shape}); the mean of nothing is undefined.")
     return logsumexp(x, axis=axis, keepdims=keepdims) - jnp.log(n)
 
 

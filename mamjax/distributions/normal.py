@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from mamjax.distributions.rectified_gaussian import _check_scale
+
 Array = jax.Array
 PRNGKey = jax.Array
 
@@ -28,11 +30,15 @@ class Normal:
 
     Attributes:
       loc: ``[...]`` mean.
-      scale: ``[...]`` (> 0) standard deviation.
+      scale: ``[...]`` (> 0) standard deviation; checked eagerly when concrete
+        (``ValueError``), not when traced.
     """
 
     loc: Array
     scale: Array
+
+    def __post_init__(self):
+        _check_scale(self.scale)
 
     @property
     def batch_shape(self) -> tuple[int, ...]:

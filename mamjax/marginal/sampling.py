@@ -84,6 +84,9 @@ def conditional_sample(cond_apply: CondApply, params: Params, x: Array, mask: Ar
 def sample(cond_apply: CondApply, params: Params, key: PRNGKey, num_samples: int, num_dims: int, *,
            temperature: float = 1.0) -> Array:
     """Ancestral samples from the AO-ARM along random orderings: ``[num_samples, D] int32``."""
+    for name, v in (("num_samples", num_samples), ("num_dims", num_dims)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
     x = jnp.zeros((num_samples, num_dims), jnp.int32)
     return conditional_sample(cond_apply, params, x, jnp.zeros((num_samples, num_dims), bool), key,
                               temperature=temperature)

@@ -23,6 +23,7 @@ from typing import Callable, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mamjax import masks as masks_lib
 
@@ -155,6 +156,11 @@ def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, lab
 
     Returns:
       ``tokens [B, L] int32`` with every position decoded (and the state if asked).
+
+    Raises:
+      ValueError: eagerly, when the inputs are concrete (not under ``jit``): observed
+        token ids outside ``[0, K)`` (K from ``logits_fn``'s output shape),
+        ``start_step`` outside ``[0, num_steps]``, ``num_initial_hidden`` outside ``[0, L]``.
     """
     chex.assert_rank(tokens, 2, custom_message="`tokens` must be [batch, seq_len]")
     masks_lib.check_mask(mask, "mask", tokens.shape)
@@ -164,6 +170,7 @@ def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, lab
     b, l = tokens.shape
     if labels is not None:
         chex.assert_shape(labels, (b,), custom_message="`labels` must be [batch]")
+    _check_decode_inputs(logits_fn, tokens, mask, labels, num_steps, start_step, num_initial_hidden)
     tokens = jnp.where(mask, tokens.astype(jnp.int32), MASK_ID)
     start = jnp.zeros((b,), jnp.int32) if start_step is None else jnp.broadcast_to(start_step, (b,)).astype(jnp.int32)
     n0 = jnp.sum(~mask, axis=-1).astype(jnp.int32) if num_initial_hidden is None else \
@@ -180,3 +187,16 @@ def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, lab
 
     state = jax.lax.while_loop(lambda s: s.step < num_steps, body, state)
     return (state.tokens, state) if return_state else state.tokens
+
+
+def _check_decode_inputs(logits_fn, tokens, mask, labels, num_steps, start_step, num_initial_hidden) -> None:
+    """Eager value checks of :func:`decode` (skipped for traced inputs)."""
+    if masks_lib.is_concrete(tokens) and masks_lib.is_concrete(mask):
+        k = jax.eval_shape(logits_fn, tokens, mask, labels).shape[-1]
+        masks_lib.check_token_ids(jnp.where(mask, tokens, 0), k, "tokens")
+    for name, v, hi in (("start_step", start_step, num_steps), ("num_initial_hidden", num_initial_hidden,
+                                                                 tokens.shape[1])):
+        if v is not None and masks_lib.is_concrete(v):
+            a = np.asarray(v)
+            if a.size and (a.min() < 0 or a.max() > hi):
+                raise ValueError(f"`{name}` must lie in [0, {hi}]; got values in [{a.min()}, {a.max()}].")

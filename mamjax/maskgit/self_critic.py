@@ -19,6 +19,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from mamjax import masks as masks_lib
 from mamjax.maskgit import vq
 
 Array = jax.Array
@@ -74,7 +75,11 @@ def critic_log_probs(logits_fn: LogitsFn, tokens: Array, labels: Array | None, c
 
     Returns:
       ``[B, N]`` (each row logsumexps to 0); higher = more realistic token.
+
+    ``tokens`` must hold ids in ``[0, K)``: checked eagerly when concrete (a gather
+    from the codebook would clamp them silently).
     """
+    masks_lib.check_token_ids(tokens, codebook.shape[0], "tokens")
     pred = leave_one_out_argmax(logits_fn, tokens, labels, leave_one_out_fn)
     dist = jnp.sum((vq.lookup(tokens, codebook) - vq.lookup(pred, codebook)) ** 2, axis=-1)
     return jax.nn.log_softmax(-dist, axis=-1)

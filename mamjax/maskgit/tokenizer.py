@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.scipy import signal
 
+from mamjax import masks as masks_lib
 from mamjax.maskgit import vq
 
 Array = jax.Array
@@ -215,7 +216,9 @@ class Tokenizer(nnx.Module):
                 vq.nearest_codes(self.high.encode(c_h), self.high.codes()))
 
     def detokenize(self, codes_l: Array, codes_h: Array) -> Array:
-        """``(codes_l, codes_h) -> x_hat [B, T]``."""
+        """``(codes_l, codes_h) -> x_hat [B, T]``; code ids in ``[0, num_codes)``, checked eagerly when concrete."""
+        masks_lib.check_token_ids(codes_l, self.num_codes, "codes_l")
+        masks_lib.check_token_ids(codes_h, self.num_codes, "codes_h")
         c_l = self.low.decode(vq.lookup(codes_l, self.low.codes()), self.num_frames)
         c_h = self.high.decode(vq.lookup(codes_h, self.high.codes()), self.num_frames)
         x_l, x_h = self.band_series(c_l, c_h)

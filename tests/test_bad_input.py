@@ -1,0 +1,196 @@
+"""Bad input at the public entry points of the core, marginal and maskgit packages (issue 18).
+
+One table per package of ``(case id, call, expected exception, message regex)``. Every
+call gets concrete (not traced) input, where the checks are eager; each must raise
+the expected error naming the argument. ``test_no_silent_calls`` runs the whole table
+and reports the calls that returned a result instead, so the suite measures the count
+of silent calls (goal: 0).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mamjax import checkpoint, masks, metrics, nn, sharding, train
+from mamjax.data import ising
+from mamjax.data.stream import BatchStream
+from mamjax.distributions import Normal, RectifiedGaussian, bernoulli_log_prob
+from mamjax.marginal import arm, exact, losses, sampling
+from mamjax.maskgit import decoding, self_critic, tokenizer
+
+KEY = jax.random.key(0)
+
+
+@functools.cache
+def _encoder():
+    return nn.TransformerEncoder(5, 4, dim=8, depth=1, num_heads=2, num_classes=3, rngs=nnx.Rngs(0))
+
+
+@functools.cache
+def _cond_net():
+    return arm.make_conditional_net(jax.random.key(1), 4, 2, width=8, depth=1)
+
+
+@functools.cache
+def _tokenizer():
+    return tokenizer.Tokenizer(16, hidden=8, code_dim=4, num_codes=6, rngs=nnx.Rngs(0))
+
+
+def _logits_fn(tokens, mask, labels):
+    return jnp.zeros(tokens.shape + (5,))
+
+
+def _tokens(v):
+    return jnp.full((2, 4), v, jnp.int32)
+
+
+ALL_OBSERVED = jnp.ones((2, 4), bool)
+
+
+def _fit(**kw):
+    opt = __import__("optax").sgd(0.1)
+    step = train.make_train_step(lambda p, b, k: (jnp.sum(p ** 2), {}), opt)
+    return train.fit(step, train.TrainState.create(jnp.ones(2), opt), lambda s: None,
+                     **dict(dict(num_steps=2, key=KEY, progress=False), **kw))
+
+
+def _file(tmp):
+    path = tmp / "regular_file"
+    path.write_text("x")
+    return path
+
+
+def _energy_bad_shape():
+    cond_apply, cond_params = _cond_net()
+    marg = lambda p, x, m: jnp.zeros(x.shape[:1])  # noqa: E731
+    return losses.energy_loss(marg, cond_apply, lambda x: jnp.zeros((x.shape[0], 1)),
+                              {"marginal": {}, "conditional": cond_params}, jnp.zeros((3, 4), jnp.int32), None, KEY)
+
+
+# (id, call(tmp_path), exception, regex)
+CORE = [
+    ("nn.encoder token id >= vocab", lambda t: _encoder()(_tokens(5), ALL_OBSERVED, jnp.zeros(2, jnp.int32)),
+     ValueError, r"`tokens` must hold ids in \[0, 5\)"),
+    ("nn.encoder negative token id", lambda t: _encoder()(_tokens(-1), ALL_OBSERVED, jnp.zeros(2, jnp.int32)),
+     ValueError, "`tokens`"),
+    ("nn.encoder label > null class", lambda t: _encoder()(_tokens(1), ALL_OBSERVED, jnp.full(2, 4, jnp.int32)),
+     ValueError, r"`labels` must hold ids in \[0, 4\)"),
+    ("nn.encoder leave_one_out id >= vocab", lambda t: _encoder().leave_one_out(_tokens(7), jnp.zeros(2, jnp.int32)),
+     ValueError, "`tokens`"),
+    ("nn.encoder num_heads=0", lambda t: nn.TransformerEncoder(5, 4, dim=8, num_heads=0, rngs=nnx.Rngs(0)),
+     ValueError, "`num_heads` must be a positive int"),
+    ("nn.encoder depth=0", lambda t: nn.TransformerEncoder(5, 4, dim=8, depth=0, num_heads=2, rngs=nnx.Rngs(0)),
+     ValueError, "`depth`"),
+    ("nn.MLP zero width", lambda t: nn.MLP(3, [0], 1, rngs=nnx.Rngs(0)), ValueError, r"`hidden\[0\]`"),
+    ("nn.MLP negative in", lambda t: nn.MLP(-3, [4], 1, rngs=nnx.Rngs(0)), ValueError, "`in_features`"),
+    ("nn.ResidualMLP width 0", lambda t: nn.ResidualMLP(3, 0, 1, 2, rngs=nnx.Rngs(0)), ValueError, "`width`"),
+    ("nn.ResidualMLP depth -1", lambda t: nn.ResidualMLP(3, 4, -1, 2, rngs=nnx.Rngs(0)), ValueError, "`depth`"),
+    ("masks.ordering not a permutation", lambda t: masks.ordering_mask(jnp.array([0, 0, 1]), 1),
+     ValueError, "`ordering` must be a permutation"),
+    ("masks.ordering out of range", lambda t: masks.ordering_mask(jnp.array([0, 5, 1]), 1),
+     ValueError, "`ordering`"),
+    ("masks.ordering_mask count > D", lambda t: masks.ordering_mask(jnp.array([0, 2, 1]), 4),
+     ValueError, "`num_observed`"),
+    ("masks.mask_by_count count > D", lambda t: masks.mask_by_count(KEY, 3, 4), ValueError, "`num_hidden`"),
+    ("masks.mask_by_count negative", lambda t: masks.mask_by_count(KEY, 3, -1), ValueError, "`num_hidden`"),
+    ("masks.mask_by_rate rate 1.5", lambda t: masks.mask_by_rate(KEY, 3, 1.5), ValueError, "`rate`"),
+    ("masks.mask_by_rate num_dims 0", lambda t: masks.mask_by_rate(KEY, 0, 0.5), ValueError, "`num_dims`"),
+    ("masks.random_ordering num_dims -2", lambda t: masks.random_ordering(KEY, -2), ValueError, "`num_dims`"),
+    ("masks.num_hidden_at num_steps 0", lambda t: masks.num_hidden_at(0, 0, 4), ValueError, "`num_steps`"),
+    ("distributions.RG negative scale", lambda t: RectifiedGaussian(jnp.zeros(2), jnp.array([1.0, -1.0])),
+     ValueError, "`scale` must be > 0"),
+    ("distributions.RG zero scale", lambda t: RectifiedGaussian(0.0, 0.0), ValueError, "`scale`"),
+    ("distributions.Normal negative scale", lambda t: Normal(jnp.zeros(2), -jnp.ones(2)), ValueError, "`scale`"),
+    ("distributions.Normal nan scale", lambda t: Normal(0.0, jnp.nan), ValueError, "`scale`"),
+    ("distributions.bernoulli grey levels", lambda t: bernoulli_log_prob(jnp.zeros(3), jnp.array([0, 128, 255])),
+     ValueError, r"`x` must hold binary values"),
+    ("data.BatchStream step -1", lambda t: BatchStream(np.zeros((4, 2)), 2)(-1), ValueError, "`step`"),
+    ("data.BatchStream batch 0", lambda t: BatchStream(np.zeros((4, 2)), 0), ValueError, "`batch_size`"),
+    ("data.lattice_adjacency L=1", lambda t: ising.lattice_adjacency(1), ValueError, "`L`"),
+    ("sharding.data_mesh([])", lambda t: sharding.data_mesh(devices=[]), ValueError, "`devices` is empty"),
+    ("sharding.shard_batch scalar", lambda t: sharding.shard_batch(np.float32(1.0), sharding.data_mesh()),
+     ValueError, "`batch`"),
+    ("metrics.log_mean_exp empty", lambda t: metrics.log_mean_exp(jnp.zeros((0,))), ValueError, "`x` has no entries"),
+    ("metrics.bits_per_dim num_dims 0", lambda t: metrics.bits_per_dim(jnp.zeros(3), 0), ValueError, "`num_dims`"),
+    ("metrics.bits_per_dim num_dims 2.5", lambda t: metrics.bits_per_dim(jnp.zeros(3), 2.5), ValueError,
+     "`num_dims`"),
+    ("checkpoint.save(-1)", lambda t: checkpoint.Checkpointer(t / "ck").save(-1, {"a": jnp.ones(1)}),
+     ValueError, "`step`"),
+    ("checkpoint.key_to_json float", lambda t: checkpoint.key_to_json(jnp.ones(2)), TypeError, "`key`"),
+    ("checkpoint at a regular file", lambda t: checkpoint.Checkpointer(_file(t)), NotADirectoryError,
+     "`directory`"),
+    ("train.fit log_every 2.5", lambda t: _fit(log_every=2.5), TypeError, "`log_every`"),
+    ("train.fit eval_every -1", lambda t: _fit(eval_every=-1), ValueError, "`eval_every`"),
+    ("train.fit num_steps -1", lambda t: _fit(num_steps=-1), ValueError, "`num_steps`"),
+    ("train.fit workdir is a file", lambda t: _fit(workdir=_file(t)), NotADirectoryError, "`workdir`"),
+    ("train.fit workdir under a file", lambda t: _fit(workdir=_file(t) / "sub"), NotADirectoryError, "`workdir`"),
+]
+
+MARGINAL = [
+    ("conditional_log_probs x=2 (binary)", lambda t: arm.conditional_log_probs(
+        _cond_net()[0], _cond_net()[1], jnp.full((2, 4), 2, jnp.int32), ALL_OBSERVED),
+     ValueError, r"`x` must hold ids in \[0, 2\)"),
+    ("conditional_log_probs int mask", lambda t: arm.conditional_log_probs(
+        _cond_net()[0], _cond_net()[1], _tokens(1), jnp.ones((2, 4), jnp.int32)), TypeError, "`mask`"),
+    ("conditional_log_probs float x", lambda t: arm.conditional_log_probs(
+        _cond_net()[0], _cond_net()[1], jnp.ones((2, 4)), ALL_OBSERVED), TypeError, "`x`"),
+    ("arm_loss grey levels", lambda t: arm.arm_loss(_cond_net()[0], _cond_net()[1], _tokens(255), KEY),
+     ValueError, "`x` must hold ids"),
+    ("arm_loss negative x", lambda t: arm.arm_loss(_cond_net()[0], _cond_net()[1], _tokens(-1), KEY),
+     ValueError, "`x`"),
+    ("sampling.sample num_samples 0", lambda t: sampling.sample(_cond_net()[0], _cond_net()[1], KEY, 0, 4),
+     ValueError, "`num_samples`"),
+    ("sampling.sample num_dims -1", lambda t: sampling.sample(_cond_net()[0], _cond_net()[1], KEY, 2, -1),
+     ValueError, "`num_dims`"),
+    ("energy_loss log_f [B, 1]", lambda t: _energy_bad_shape(), ValueError, r"`log_f` must return .* \(3,\)"),
+    ("exact.enumerate_states too many", lambda t: exact.enumerate_states(30, 2), ValueError, "too many"),
+]
+
+MASKGIT = [
+    ("decode token id >= K", lambda t: decoding.decode(_logits_fn, _tokens(5), ALL_OBSERVED, KEY, num_steps=2),
+     ValueError, r"`tokens` must hold ids in \[0, 5\)"),
+    ("decode negative observed id", lambda t: decoding.decode(
+        _logits_fn, _tokens(-3), ALL_OBSERVED, KEY, num_steps=2), ValueError, "`tokens`"),
+    ("decode num_steps 0", lambda t: decoding.decode(_logits_fn, _tokens(1), ~ALL_OBSERVED, KEY, num_steps=0),
+     ValueError, "`num_steps`"),
+    ("decode start_step > num_steps", lambda t: decoding.decode(
+        _logits_fn, _tokens(1), ~ALL_OBSERVED, KEY, num_steps=2, start_step=jnp.array([0, 5])),
+     ValueError, "`start_step`"),
+    ("decode num_initial_hidden > L", lambda t: decoding.decode(
+        _logits_fn, _tokens(1), ~ALL_OBSERVED, KEY, num_steps=2, num_initial_hidden=jnp.array([9, 1])),
+     ValueError, "`num_initial_hidden`"),
+    ("decode int mask", lambda t: decoding.decode(_logits_fn, _tokens(1), jnp.ones((2, 4), jnp.int32), KEY),
+     TypeError, "`mask`"),
+    ("critic token id >= K", lambda t: self_critic.critic_log_probs(
+        _logits_fn, _tokens(6), None, jnp.ones((5, 3))), ValueError, r"`tokens` must hold ids in \[0, 5\)"),
+    ("detokenize code id >= K", lambda t: _tokenizer().detokenize(
+        jnp.full((1, 2), 6, jnp.int32), jnp.zeros((1, 4), jnp.int32)), ValueError, r"`codes_l` must hold ids"),
+    ("detokenize negative code", lambda t: _tokenizer().detokenize(
+        jnp.zeros((1, 2), jnp.int32), jnp.full((1, 4), -1, jnp.int32)), ValueError, "`codes_h`"),
+]
+
+TABLE = [("core",) + c for c in CORE] + [("marginal",) + c for c in MARGINAL] + [("maskgit",) + c for c in MASKGIT]
+
+
+@pytest.mark.parametrize("package,case,call,exc,match", TABLE, ids=[f"{p}: {c}" for p, c, *_ in TABLE])
+def test_bad_input_raises_a_clear_error(tmp_path, package, case, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(tmp_path)
+
+
+def test_no_silent_calls(tmp_path):
+    """The measured count of calls in the table that return without an error (goal: 0)."""
+    silent = []
+    for i, (package, case, call, exc, match) in enumerate(TABLE):
+        d = tmp_path / str(i)
+        d.mkdir()
+        try:
+            call(d)
+        except Exception:  # noqa: BLE001 - a wrong type or message is the other test's failure
+            continue
+        silent.append(f"{package}: {case}")
+    assert silent == [], f"{len(silent)} of {len(TABLE)} bad calls were silent: {silent}"
