@@ -51,7 +51,7 @@ sg = jax.lax.stop_gradient
 __all__ = [
     "RAMConfig", "AttentionModel", "Baseline", "RAM", "Trajectory", "make_ram", "rollout",
     "rollout_batch", "proposal_log_prob", "predict", "error_rate", "float_images", "all_trajectories",
-    "exact_log_likelihood", "exact_posterior", "check_labels", "LOCATIONS", "CORES",
+    "exact_log_likelihood", "exact_posterior", "check_labels", "pixel_centres", "LOCATIONS", "CORES",
 ]
 
 LOCATIONS = ("grid", "gaussian")
@@ -268,7 +268,7 @@ def _gaussian_expected_log_p(mean_q: Array, mean_p: Array, std: float) -> Array:
                    axis=-1)
 
 
-def _pixel_centres(loc: Array, image_size: int) -> Array:
+def pixel_centres(loc: Array, image_size: int) -> Array:
     """[-1, 1] coordinates [..., 2] -> nearest int pixel centres (inverse of ``normalized_locations``)."""
     c = jnp.round((jnp.clip(loc, -1.0, 1.0) + 1.0) * image_size / 2.0 - 0.5)
     return jnp.clip(c, 0, image_size - 1).astype(jnp.int32)
@@ -371,7 +371,7 @@ def rollout_batch(ram: RAM, params: dict, images: Array, labels: Array, key: Arr
             log_q = _gaussian_log_prob(a, mean_q, c.location_std)
             expected = _gaussian_expected_log_p(sg(mean_q), mean_p, c.location_std)
             loc = jnp.clip(a, -1.0, 1.0)
-            g = model.features(extract(img_idx, _pixel_centres(loc, c.image_size)), loc)
+            g = model.features(extract(img_idx, pixel_centres(loc, c.image_size)), loc)
         zero = jnp.zeros(h.shape[:1], h.dtype)
         bl = base(sg(h)) if base is not None else zero
         pb = pbase(sg(h)) if pbase is not None else zero

@@ -39,9 +39,11 @@ def plot_glimpse_paths(ram: model_lib.RAM, params: dict, images, key: jax.Array,
     sample = jax.jit(lambda p, im, k: model_lib.rollout_batch(ram, {"model": p}, im, jnp.zeros(n, jnp.int32), k,
                                                               num_samples=1, sample_from="prior"))
     traj = sample(params["model"], jnp.asarray(x), key)
-    acts = np.asarray(traj.actions[:, 0])
+    if c.locations == "grid":
+        paths = glimpse_lib.location_grid(c.image_size, c.grid_size)[np.asarray(traj.actions[:, 0])]
+    else:  # Gaussian locations: the pixel each glimpse was centred on
+        paths = np.asarray(model_lib.pixel_centres(traj.actions[:, 0], c.image_size))
     pred = np.asarray(jnp.argmax(traj.class_logits[:, 0], -1))
-    centres = glimpse_lib.location_grid(c.image_size, c.grid_size)
     cols = min(n, 8)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.1 * rows), squeeze=False)
@@ -51,7 +53,7 @@ def plot_glimpse_paths(ram: model_lib.RAM, params: dict, images, key: jax.Array,
         if i >= n:
             continue
         ax.imshow(x[i], cmap="gray", vmin=0, vmax=1)
-        pts = centres[acts[i]]
+        pts = paths[i]
         ax.plot(pts[:, 1], pts[:, 0], "-", color="red", lw=1)
         for t, (r, col) in enumerate(pts):
             for s in (0, c.num_scales - 1):
@@ -99,6 +101,17 @@ def budget_curve(curve: list[dict], steps_per_epoch: int, key: str = "error") ->
             "seconds": np.array([c["seconds"] for c in curve]), "error": np.array([c[key] for c in curve])}
 
 
+def _error_axis(ax, xlabel: str, reference: dict[str, float] | None) -> None:
+    """Log-scale test-error axis with dotted reference lines (published errors, in percent)."""
+    for name, val in (reference or {}).items():
+        ax.axhline(val, ls=":", color="gray")
+        ax.text(ax.get_xlim()[0], val, f" {name}", fontsize=7, va="bottom", color="gray")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test error (%)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+
+
 def plot_error_curves(curves: dict[str, dict[str, np.ndarray]], path: str | os.PathLike, *,
                       title: str = "", reference: dict[str, float] | None = None) -> str:
     """Test error (%) against epochs and wall-clock seconds, one line per run.
@@ -116,13 +129,7 @@ def plot_error_curves(curves: dict[str, dict[str, np.ndarray]], path: str | os.P
         axes[0].plot(cur["epoch"], 100 * cur["error"], marker=".", label=name)
         axes[1].plot(cur["seconds"], 100 * cur["error"], marker=".", label=name)
     for ax, xl in zip(axes, ("epochs", "training seconds (CPU)")):
-        for name, val in (reference or {}).items():
-            ax.axhline(val, ls=":", color="gray")
-            ax.text(ax.get_xlim()[0], val, f" {name}", fontsize=7, va="bottom", color="gray")
-        ax.set_xlabel(xl)
-        ax.set_ylabel("test error (%)")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
+        _error_axis(ax, xl, reference)
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -160,13 +167,7 @@ def plot_seed_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], pat
             for j, (x, e) in enumerate(runs):
                 ax.plot(x, 100 * np.asarray(e), marker=".", ms=3, lw=1, color=color,
                         label=f"{name} ({len(runs)} seeds)" if j == 0 else None)
-    for name, val in (reference or {}).items():
-        ax.axhline(val, ls=":", color="gray")
-        ax.text(ax.get_xlim()[0], val, f" {name}", fontsize=7, va="bottom", color="gray")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test error (%)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3, which="both")
+    _error_axis(ax, xlabel, reference)
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)

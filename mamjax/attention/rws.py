@@ -177,8 +177,8 @@ def trajectory_terms(traj: model_lib.Trajectory, labels: Array) -> tuple[Array, 
 
 
 def wsram_loss(ram: model_lib.RAM, params: dict, batch: dict, key: Array, *, num_samples: int,
-               control_variates: bool = True, proposal_update: str = "wake", estimator: str = "rws"
-               ) -> tuple[Array, dict]:
+               control_variates: bool = True, proposal_update: str = "wake", estimator: str = "rws",
+               feature_table: bool | None = None) -> tuple[Array, dict]:
     """WS-RAM training loss: ``loss_fn(params, batch, key) -> (loss, metrics)`` for ``train``.
 
     Samples K trajectories per image from the proposal (or from the prior when
@@ -194,6 +194,7 @@ def wsram_loss(ram: model_lib.RAM, params: dict, batch: dict, key: Array, *, num
       proposal_update: "wake" (wake-q), "sleep" (sleep-q: one dreamt trajectory and label per
         image) or "wake+sleep" (their sum), for a ``"proposal"`` in ``params``.
       estimator: "rws" (wake / wake-q updates) or "bound" (score-function gradient of ``L_K``).
+      feature_table: passed to :func:`mamjax.attention.model.rollout_batch` (same numbers either way).
 
     Returns:
       ``(loss, metrics)`` with metrics ``iw_bound`` (mean L_K), ``variational_bound``,
@@ -215,7 +216,7 @@ def wsram_loss(ram: model_lib.RAM, params: dict, batch: dict, key: Array, *, num
         raise ValueError(f"`proposal_update={proposal_update!r}` needs a 'proposal' in `params`.")
     k_wake, k_sleep, k_y = jax.random.split(key, 3)
     traj = model_lib.rollout_batch(ram, params, images, labels, k_wake, num_samples=num_samples,
-                                   sample_from="proposal" if has_q else "prior")
+                                   sample_from="proposal" if has_q else "prior", feature_table=feature_table)
     log_lik, log_p, log_q = trajectory_terms(traj, labels)
     log_w = sg(log_importance_weights(log_lik, log_p, log_q))
     mse = jnp.zeros((), log_w.dtype)
