@@ -147,4 +147,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except train.NonFiniteError as e:  # e.g. a huge --lr: exit non-zero with the step, no tables of NaN
+        raise SystemExit(f"error: {e}") from None

@@ -141,3 +141,51 @@ def test_log_marginal_argument_errors():
                                                        depth=1, num_heads=2)
     t_query = jax.jit(t_apply, compiler_options=_FAST)
     assert t_query(t_params, jnp.zeros((2, D), jnp.int32), jnp.ones((2, D), bool)).shape == (2,)
+
+
+def test_pipeline_stages_leave_the_callers_arrays_alive():
+    """The train step donates its state; the stages must hand it copies, not the caller's arrays (issue 18)."""
+    from mamjax.marginal import experiment
+
+    nets = experiment.make_nets(jax.random.key(0), 4, 2, width=8, depth=1)
+    chains = jnp.zeros((3, 4), jnp.int32)
+    batch = jnp.ones((3, 4), jnp.int32)
+    for make in (lambda: experiment.arm_stage(nets),
+                 lambda: experiment.mam_stage(nets, nets.params, chains),
+                 lambda: experiment.energy_stage(nets, lambda x: jnp.zeros(x.shape[0]), chains)):
+        step, state = make()
+        for i in range(2):
+            state, _ = step(state, batch, jax.random.key(i))
+        for leaf in jax.tree.leaves(nets.params) + [chains]:
+            assert not leaf.is_deleted()
+            np.asarray(leaf)  # readable
+
+
+def test_table_conditional_logits_under_x64_keeps_int32_without_warnings():
+    import warnings
+
+    from mamjax.marginal import exact
+
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        states = jnp.asarray(exact.enumerate_states(3, 2))
+        table = (exact.normalize_table(jnp.arange(8.0)), states)
+        x = jnp.zeros((2, 3), jnp.int32)
+        mask = jnp.array([[True, False, False], [False, False, False]])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            logits = exact.table_conditional_logits(table, x, mask)
+        assert logits.shape == (2, 3, 2)
+        # Brute force: log p(x_S, x_i = v) from the table.
+        p = np.exp(np.asarray(table[0]))
+        for b in range(2):
+            for i in range(3):
+                for v in range(2):
+                    m = np.asarray(mask[b]).copy()
+                    xv = np.asarray(x[b]).copy()
+                    m[i], xv[i] = True, v
+                    agree = np.all((np.asarray(states) == xv) | ~m, axis=1)
+                    np.testing.assert_allclose(float(logits[b, i, v]), np.log(p[agree].sum()), rtol=1e-10)
+    finally:
+        jax.config.update("jax_enable_x64", old)

@@ -1,0 +1,32 @@
+"""The examples stop with the non-finite message and a non-zero exit on a NaN / huge learning rate (issue 18)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(script, *args, cwd):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", CI="1")
+    return subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("lr", ["nan", "1e30"])
+def test_marginal_ising_stops_on_nonfinite(tmp_path, lr):
+    out = _run("marginal_ising.py", "--side", "3", "--steps", "60", "--num-chains", "8", "--width", "8",
+               "--depth", "1", "--num-eval", "10", "--lr", lr, "--workdir", str(tmp_path / "wd"), cwd=tmp_path)
+    assert out.returncode != 0, out.stdout[-2000:]
+    assert "error: non-finite" in out.stderr and "at step" in out.stderr, out.stderr[-2000:]
+    assert "nan" not in out.stdout.lower(), out.stdout[-2000:]  # no tables of NaN
+
+
+@pytest.mark.slow
+def test_marginal_mnist_stops_on_nonfinite(tmp_path):
+    out = _run("marginal_mnist.py", "--arm-steps", "60", "--mam-steps", "10", "--width", "8", "--depth", "1",
+               "--batch-size", "8", "--num-test", "8", "--num-subsets", "8", "--lr", "nan",
+               "--workdir", str(tmp_path / "wd"), cwd=tmp_path)
+    assert out.returncode != 0 and "error: non-finite" in out.stderr, (out.stdout[-2000:], out.stderr[-2000:])
