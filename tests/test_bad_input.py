@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 from mamjax import checkpoint, masks, metrics, nn, sharding, train
-from mamjax.data import ising
+from mamjax.data import ising, mnist
 from mamjax.data.stream import BatchStream
 from mamjax.distributions import Normal, RectifiedGaussian, bernoulli_log_prob
 from mamjax.marginal import arm, exact, losses, sampling
@@ -111,6 +111,15 @@ CORE = [
     ("data.BatchStream step -1", lambda t: BatchStream(np.zeros((4, 2)), 2)(-1), ValueError, "`step`"),
     ("data.BatchStream batch 0", lambda t: BatchStream(np.zeros((4, 2)), 0), ValueError, "`batch_size`"),
     ("data.lattice_adjacency L=1", lambda t: ising.lattice_adjacency(1), ValueError, "`L`"),
+    ("data.ising.log_f 0/1 bits", lambda t: ising.log_f(np.ones(9) * np.arange(9) % 2, *ising.ising_params(3)),
+     ValueError, r"`x` must hold spins in \{-1, \+1\}"),
+    ("data.ising.bits_to_spins 2", lambda t: ising.bits_to_spins(np.array([2, 0])), ValueError, "`bits`"),
+    ("data.ising.spins_to_bits 0", lambda t: ising.spins_to_bits(np.array([0, 1])), ValueError, "`x`"),
+    ("data.ising.spins_to_index 0", lambda t: ising.spins_to_index(np.array([[0, 1, 1]])), ValueError, "`x`"),
+    ("data.static_binarize negative", lambda t: mnist.static_binarize(np.full((2, 4), -3.0), 0), ValueError,
+     r"`images` must hold grey levels in \[0, 255\]"),
+    ("data.dynamic_binarize 300", lambda t: mnist.dynamic_binarize(np.full((2, 4), 300.0), KEY), ValueError,
+     "`batch`"),
     ("sharding.data_mesh([])", lambda t: sharding.data_mesh(devices=[]), ValueError, "`devices` is empty"),
     ("sharding.shard_batch scalar", lambda t: sharding.shard_batch(np.float32(1.0), sharding.data_mesh()),
      ValueError, "`batch`"),

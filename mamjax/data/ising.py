@@ -106,19 +106,34 @@ def log_f(x, J, b):
     Returns:
       [...] log f(x) (jax array; float64 only if x64 is enabled).
     """
+    _check_values(x, (-1, 1), "x", "spins in {-1, +1} (use bits_to_spins for 0/1 bits)")
     x = jnp.asarray(x, jnp.result_type(float))
     J, b = jnp.asarray(J, x.dtype), jnp.asarray(b, x.dtype)
     _check_params(J, b, x.shape[-1])
     return jnp.einsum("...i,ij,...j->...", x, J, x) + x @ b
 
 
+def _check_values(x, allowed: tuple, name: str, what: str) -> None:
+    """Eager check that a concrete ``x`` holds only ``allowed`` values (skipped when traced)."""
+    if isinstance(x, jax.core.Tracer):
+        return
+    v = np.asarray(x)
+    if v.size and not np.all(np.isin(v, allowed)):
+        bad = np.unique(v[~np.isin(v, allowed)])[:5].tolist()
+        raise ValueError(f"`{name}` must hold {what}; got values {bad}.")
+
+
 def bits_to_spins(bits):
-    """Maps {0, 1} to {-1, +1}: ``2 * bits - 1`` (keeps numpy/jax and the dtype family)."""
+    """Maps {0, 1} to {-1, +1}: ``2 * bits - 1`` (keeps numpy/jax and the dtype family).
+
+    Values are checked eagerly when concrete (not under ``jit``)."""
+    _check_values(bits, (0, 1), "bits", "bits in {0, 1}")
     return 2 * bits - 1
 
 
 def spins_to_bits(x):
-    """Maps {-1, +1} to {0, 1}: ``(x + 1) // 2``."""
+    """Maps {-1, +1} to {0, 1}: ``(x + 1) // 2``; values checked eagerly when concrete."""
+    _check_values(x, (-1, 1), "x", "spins in {-1, +1}")
     return (x + 1) // 2
 
 
@@ -139,7 +154,8 @@ def _spins_of(k: np.ndarray, D: int) -> np.ndarray:
 
 
 def spins_to_index(x) -> np.ndarray:
-    """Inverse of :func:`enumerate_spins`: [..., D] spins -> int64 [...] row indices."""
+    """Inverse of :func:`enumerate_spins`: [..., D] spins in {-1, +1} -> int64 [...] row indices."""
+    _check_values(x, (-1, 1), "x", "spins in {-1, +1}")
     bits = (np.asarray(x) > 0).astype(np.int64)
     D = bits.shape[-1]
     if D > 62:

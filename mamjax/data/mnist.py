@@ -150,6 +150,15 @@ def load_mnist(split: str, resolution: int = 28) -> dict[str, np.ndarray]:
     return {"image": images, "label": labels}
 
 
+def _check_grey(images, name: str) -> None:
+    """Eager check that concrete grey levels lie in [0, 255] (a Bernoulli of p > 1 or < 0 is silent)."""
+    if isinstance(images, jax.core.Tracer):
+        return
+    v = np.asarray(images)
+    if v.size and (not np.all(np.isfinite(v)) or v.min() < 0 or v.max() > 255):
+        raise ValueError(f"`{name}` must hold grey levels in [0, 255]; got values in [{v.min()}, {v.max()}].")
+
+
 def static_binarize(images: np.ndarray, seed: Any) -> np.ndarray:
     """One Bernoulli draw of ``images / 255`` from ``numpy.random.default_rng(seed)``.
 
@@ -160,6 +169,7 @@ def static_binarize(images: np.ndarray, seed: Any) -> np.ndarray:
     Returns:
       uint8 array of 0/1, same shape as ``images``.
     """
+    _check_grey(images, "images")
     u = np.random.default_rng(seed).random(images.shape)
     return (u < images / 255.0).astype(np.uint8)
 
@@ -210,5 +220,6 @@ def dynamic_binarize(batch: Any, key: jax.Array) -> Any:
         if "image" not in batch:
             raise ValueError(f"`batch` dict must have an 'image' entry; got keys {sorted(batch)}.")
         return {**batch, "image": dynamic_binarize(batch["image"], key)}
+    _check_grey(batch, "batch")
     grey = jnp.asarray(batch, jnp.float32) / 255.0
     return jax.random.bernoulli(key, grey).astype(jnp.uint8)
