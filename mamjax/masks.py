@@ -185,12 +185,14 @@ def ordering_subsets(ordering: Array) -> Array:
 
 
 def cosine_schedule(ratio: Array) -> Array:
-    """MaskGIT cosine schedule gamma(r) = cos(pi r / 2)."""
+    """MaskGIT cosine schedule gamma(r) = cos(pi r / 2); ``ratio`` in [0, 1] (checked eagerly when concrete)."""
+    check_rate(ratio, "ratio")
     return jnp.cos(jnp.pi / 2.0 * jnp.asarray(ratio, jnp.float32))
 
 
 def linear_schedule(ratio: Array) -> Array:
-    """Linear schedule gamma(r) = 1 - r."""
+    """Linear schedule gamma(r) = 1 - r; ``ratio`` in [0, 1] (checked eagerly when concrete)."""
+    check_rate(ratio, "ratio")
     return 1.0 - jnp.asarray(ratio, jnp.float32)
 
 
@@ -219,6 +221,8 @@ def num_hidden_at(step, num_steps: int, num_dims: int, schedule: Schedule | str 
         schedule = get_schedule(schedule)
     num_dims = _check_dim(num_dims)
     num_steps = _check_dim(num_steps, "num_steps")
+    if _is_concrete(step) and (np.any(np.asarray(step) < 0) or np.any(np.asarray(step) >= num_steps)):
+        raise ValueError(f"`step` must lie in [0, {num_steps - 1}] (0-based, of `num_steps`); got {step!r}.")
     ratio = (jnp.asarray(step, jnp.float32) + 1.0) / num_steps
     n = jnp.floor(num_dims * schedule(ratio)).astype(jnp.int32)
     return jnp.clip(n, 0, num_dims)
@@ -226,4 +230,7 @@ def num_hidden_at(step, num_steps: int, num_dims: int, schedule: Schedule | str 
 
 def num_subsets(num_dims: int, num_hidden: int) -> int:
     """C(D, M): how many masks hide exactly M of D coordinates."""
+    num_dims = _check_dim(num_dims)
+    if isinstance(num_hidden, bool) or not isinstance(num_hidden, (int, np.integer)) or not 0 <= num_hidden <= num_dims:
+        raise ValueError(f"`num_hidden` must be an int in [0, {num_dims}]; got {num_hidden!r}.")
     return math.comb(num_dims, num_hidden)

@@ -20,7 +20,8 @@ from mamjax.data import ising, mnist
 from mamjax.data.stream import BatchStream
 from mamjax.distributions import Normal, RectifiedGaussian, bernoulli_log_prob
 from mamjax.marginal import arm, exact, losses, sampling
-from mamjax.maskgit import decoding, self_critic, tokenizer
+from mamjax.maskgit import decoding, ess, prior, self_critic, tokenizer, vq
+from mamjax.maskgit import metrics as mg_metrics
 
 KEY = jax.random.key(0)
 
@@ -100,6 +101,11 @@ CORE = [
     ("masks.mask_by_rate rate 1.5", lambda t: masks.mask_by_rate(KEY, 3, 1.5), ValueError, "`rate`"),
     ("masks.mask_by_rate num_dims 0", lambda t: masks.mask_by_rate(KEY, 0, 0.5), ValueError, "`num_dims`"),
     ("masks.random_ordering num_dims -2", lambda t: masks.random_ordering(KEY, -2), ValueError, "`num_dims`"),
+    ("masks.num_hidden_at step >= num_steps", lambda t: masks.num_hidden_at(5, 3, 4), ValueError, "`step`"),
+    ("masks.num_hidden_at step -1", lambda t: masks.num_hidden_at(-1, 3, 4), ValueError, "`step`"),
+    ("masks.cosine_schedule ratio 2", lambda t: masks.cosine_schedule(2.0), ValueError, "`ratio`"),
+    ("masks.linear_schedule ratio -1", lambda t: masks.linear_schedule(-1.0), ValueError, "`ratio`"),
+    ("masks.num_subsets M > D", lambda t: masks.num_subsets(4, 5), ValueError, "`num_hidden`"),
     ("masks.num_hidden_at num_steps 0", lambda t: masks.num_hidden_at(0, 0, 4), ValueError, "`num_steps`"),
     ("distributions.RG negative scale", lambda t: RectifiedGaussian(jnp.zeros(2), jnp.array([1.0, -1.0])),
      ValueError, "`scale` must be > 0"),
@@ -156,6 +162,12 @@ MARGINAL = [
     ("sampling.sample num_dims -1", lambda t: sampling.sample(_cond_net()[0], _cond_net()[1], KEY, 2, -1),
      ValueError, "`num_dims`"),
     ("energy_loss log_f [B, 1]", lambda t: _energy_bad_shape(), ValueError, r"`log_f` must return .* \(3,\)"),
+    ("gibbs_step chain value 2", lambda t: sampling.gibbs_step(_cond_net()[0], _cond_net()[1], _tokens(2), KEY),
+     ValueError, r"`x` must hold ids in \[0, 2\)"),
+    ("conditional_sample temperature 0", lambda t: sampling.conditional_sample(
+        _cond_net()[0], _cond_net()[1], _tokens(0), ~ALL_OBSERVED, KEY, temperature=0.0), ValueError, "`temperature`"),
+    ("conditional_sample observed value 3", lambda t: sampling.conditional_sample(
+        _cond_net()[0], _cond_net()[1], _tokens(3), ALL_OBSERVED, KEY), ValueError, "`x`"),
     ("exact.enumerate_states too many", lambda t: exact.enumerate_states(30, 2), ValueError, "too many"),
 ]
 
@@ -174,6 +186,24 @@ MASKGIT = [
      ValueError, "`num_initial_hidden`"),
     ("decode int mask", lambda t: decoding.decode(_logits_fn, _tokens(1), jnp.ones((2, 4), jnp.int32), KEY),
      TypeError, "`mask`"),
+    ("decode temperature -1", lambda t: decoding.decode(
+        _logits_fn, _tokens(1), ~ALL_OBSERVED, KEY, num_steps=2, temperature=-1.0), ValueError, "`temperature`"),
+    ("decode guidance without null_label", lambda t: decoding.decode(
+        _logits_fn, _tokens(1), ~ALL_OBSERVED, KEY, num_steps=2, guidance_scale=2.0), ValueError, "`null_label`"),
+    ("mask_by_random_topk count > L", lambda t: decoding.mask_by_random_topk(
+        KEY, jnp.array([9]), jnp.zeros((1, 4)), 1.0), ValueError, "`num_hidden`"),
+    ("maskgit_loss targets >= K", lambda t: prior.maskgit_loss(
+        _logits_fn, _tokens(0), _tokens(7), KEY), ValueError, "`targets`"),
+    ("maskgit_mask int maskable", lambda t: prior.maskgit_mask(KEY, jnp.ones((2, 4), jnp.int32)), TypeError,
+     "`maskable`"),
+    ("vq.lookup id >= K", lambda t: vq.lookup(jnp.array([9]), jnp.ones((5, 3))), ValueError, "`codes`"),
+    ("ess_decode batch_size 0", lambda t: ess.ess_decode(_logits_fn, KEY, jnp.ones((5, 3)), batch_size=0,
+                                                          seq_len=4), ValueError, "`batch_size`"),
+    ("fid one sample", lambda t: mg_metrics.fid(np.ones((1, 3)), np.ones((5, 3))), ValueError, "at least 2 rows"),
+    ("frechet non-PSD", lambda t: mg_metrics.frechet_distance(np.zeros(2), -np.eye(2), np.zeros(2), np.eye(2)),
+     ValueError, "`cov1` must be positive semi-definite"),
+    ("inception_score not probabilities", lambda t: mg_metrics.inception_score(np.array([[2.0, -1.0]])),
+     ValueError, "`probs`"),
     ("critic token id >= K", lambda t: self_critic.critic_log_probs(
         _logits_fn, _tokens(6), None, jnp.ones((5, 3))), ValueError, r"`tokens` must hold ids in \[0, 5\)"),
     ("detokenize code id >= K", lambda t: _tokenizer().detokenize(

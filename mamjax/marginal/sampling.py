@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mamjax import masks as masks_lib
 from mamjax.marginal import arm as arm_lib
@@ -53,6 +54,15 @@ def fill_in_order(cond_apply: CondApply, params: Params, x: Array, mask: Array, 
     return x
 
 
+def _check_inputs(cond_apply, params, x, mask, temperature=1.0) -> None:
+    """Eager checks (concrete inputs only): ids in [0, K) with K from the network's output, temperature > 0."""
+    if masks_lib.is_concrete(x):
+        k = jax.eval_shape(cond_apply, params, x, jnp.ones(x.shape, bool)).shape[-1]
+        masks_lib.check_token_ids(x if mask is None else jnp.where(mask, x, 0), k, "x")
+    if masks_lib.is_concrete(temperature) and not np.all(np.asarray(temperature) > 0):
+        raise ValueError(f"`temperature` must be > 0; got {temperature!r}.")
+
+
 def conditional_sample(cond_apply: CondApply, params: Params, x: Array, mask: Array, key: PRNGKey, *,
                        num_steps: int | None = None, temperature: float = 1.0) -> Array:
     """Completes each partial observation by ancestral sampling of its hidden entries.
@@ -68,8 +78,11 @@ def conditional_sample(cond_apply: CondApply, params: Params, x: Array, mask: Ar
 
     Returns:
       ``[B, D] int`` completions (observed entries unchanged).
+
+    Observed ids in ``[0, K)`` and ``temperature > 0`` are checked eagerly when concrete.
     """
     encoding.check_partial(x, mask)
+    _check_inputs(cond_apply, params, x, mask, temperature)
     batch, num_dims = x.shape
     num_steps = num_dims if num_steps is None else int(num_steps)
 
@@ -108,6 +121,7 @@ def gibbs_step(cond_apply: CondApply, params: Params, x: Array, key: PRNGKey, nu
       ``[B, D]`` new chain states.
     """
     batch, num_dims = x.shape
+    _check_inputs(cond_apply, params, x, None)  # chain states in [0, K), eagerly when concrete
     if not 1 <= num_resample <= num_dims:
         raise ValueError(f"`num_resample` must lie in [1, {num_dims}]; got {num_resample}.")
 

@@ -83,6 +83,10 @@ def mask_by_random_topk(key: PRNGKey, num_hidden: Array, confidence: Array, temp
     Returns:
       ``[B, L] bool`` mask, True = observed.
     """
+    if masks_lib.is_concrete(num_hidden):
+        n = np.asarray(num_hidden)
+        if n.size and (n.min() < 0 or n.max() > confidence.shape[-1]):
+            raise ValueError(f"`num_hidden` must lie in [0, {confidence.shape[-1]}]; got {n.tolist()}.")
     noisy = confidence + temperature * jax.random.gumbel(key, confidence.shape)
     ranks = jnp.argsort(jnp.argsort(noisy, axis=-1, stable=True), axis=-1, stable=True)
     return ranks >= num_hidden[:, None]
@@ -167,6 +171,10 @@ def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, lab
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"`num_steps` must be a positive int; got {num_steps!r}.")
     masks_lib.get_schedule(schedule)
+    if masks_lib.is_concrete(temperature) and not np.all(np.asarray(temperature) >= 0):
+        raise ValueError(f"`temperature` must be >= 0; got {temperature!r}.")
+    if null_label is None and isinstance(guidance_scale, (int, float)) and guidance_scale != 1:
+        raise ValueError(f"`null_label` is required with `guidance_scale` != 1; got guidance_scale={guidance_scale}.")
     b, l = tokens.shape
     if labels is not None:
         chex.assert_shape(labels, (b,), custom_message="`labels` must be [batch]")

@@ -222,6 +222,9 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
     Returns:
       ``[B, N] int32`` (and ``(naive_tokens, ReverseResult)`` if ``return_info``).
     """
+    for name, v in (("batch_size", batch_size), ("seq_len", seq_len), ("num_steps", num_steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
     k_naive, k_resample = jax.random.split(key)
     blank = jnp.full((batch_size, seq_len), MASK_ID, jnp.int32)
     hidden = jnp.zeros((batch_size, seq_len), bool)

@@ -23,6 +23,12 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     """
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     cov1, cov2 = np.atleast_2d(np.asarray(cov1, np.float64)), np.atleast_2d(np.asarray(cov2, np.float64))
+    for name, c in (("cov1", cov1), ("cov2", cov2)):
+        if not np.all(np.isfinite(c)) or not np.allclose(c, c.T, rtol=1e-6, atol=1e-10):
+            raise ValueError(f"`{name}` must be a finite symmetric matrix.")
+        w = np.linalg.eigvalsh(c)
+        if w.min() < -1e-8 * max(abs(w).max(), 1e-300):
+            raise ValueError(f"`{name}` must be positive semi-definite; smallest eigenvalue {w.min():.3g}.")
     s1 = _sqrt_psd(cov1)
     m = s1 @ cov2 @ s1
     tr_covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)))
@@ -34,12 +40,16 @@ def fid(feats1: np.ndarray, feats2: np.ndarray) -> float:
     f1, f2 = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
         raise ValueError(f"`feats1`, `feats2` must be [N, d] with equal d; got {f1.shape}, {f2.shape}.")
+    if min(len(f1), len(f2)) < 2:
+        raise ValueError(f"`feats1`, `feats2` need at least 2 rows each for a covariance; got {len(f1)}, {len(f2)}.")
     return frechet_distance(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
 
 
 def inception_score(probs: np.ndarray, eps: float = 1e-12) -> float:
     """``exp(E_x KL(p(y|x) || p(y)))`` with ``p(y)`` the mean of ``probs [N, C]``."""
     p = np.asarray(probs, np.float64)
+    if p.ndim != 2 or not p.size or np.any(p < 0) or not np.allclose(p.sum(1), 1.0, atol=1e-4):
+        raise ValueError(f"`probs` must be [N, C] rows of probabilities (>= 0, summing to 1); got shape {p.shape}.")
     py = p.mean(0, keepdims=True)
     kl = np.sum(p * (np.log(p + eps) - np.log(py + eps)), axis=1)
     return float(np.exp(kl.mean()))

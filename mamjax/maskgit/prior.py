@@ -40,6 +40,7 @@ def maskgit_mask(key: jax.Array, maskable: Array, schedule: str = "cosine") -> A
     Returns:
       ``[L] bool``, True = observed.
     """
+    masks_lib.check_mask(maskable, "maskable")
     k_rate, k_perm = jax.random.split(key)
     m = jnp.sum(maskable)
     r = jax.random.uniform(k_rate)
@@ -65,6 +66,9 @@ def maskgit_loss(logits_fn: LogitsFn, tokens: Array, targets: Array, key: jax.Ar
     Returns:
       ``(loss, {"acc": masked-token accuracy})``.
     """
+    if masks_lib.is_concrete(targets) and masks_lib.is_concrete(tokens):
+        k = jax.eval_shape(logits_fn, tokens, jnp.ones(tokens.shape, bool), labels).shape[-1]
+        masks_lib.check_token_ids(targets, k, "targets")
     b, l = tokens.shape
     maskable = jnp.ones((l,), bool) if maskable is None else maskable
     k_mask, k_drop = jax.random.split(key)

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mamjax import masks as masks_lib
+
 Array = jax.Array
 
 __all__ = ["Quantized", "nearest_codes", "lookup", "quantize"]
@@ -55,7 +57,8 @@ def nearest_codes(z: Array, codebook: Array) -> Array:
 
 
 def lookup(codes: Array, codebook: Array) -> Array:
-    """Codebook rows ``e_codes``: ``[...] int -> [..., d]``."""
+    """Codebook rows ``e_codes``: ``[...] int -> [..., d]``; ids in ``[0, K)`` checked eagerly when concrete."""
+    masks_lib.check_token_ids(codes, codebook.shape[0], "codes")
     return jnp.take(codebook, codes, axis=0)
 
 
