@@ -15,7 +15,7 @@ def _run(script, *args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("lr", ["nan", "1e30"])
+@pytest.mark.parametrize("lr", ["nan", pytest.param("1e30", marks=pytest.mark.slow)])
 def test_marginal_ising_stops_on_nonfinite(tmp_path, lr):
     out = _run("marginal_ising.py", "--side", "3", "--steps", "60", "--num-chains", "8", "--width", "8",
                "--depth", "1", "--num-eval", "10", "--lr", lr, "--workdir", str(tmp_path / "wd"), cwd=tmp_path)
