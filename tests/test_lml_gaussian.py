@@ -79,3 +79,44 @@ def test_gp_lml_agrees_with_tinygp(kernel):
         ours = lml.gp_lml(y, t, kernel=kernel, lengthscale=0.9, variance=1.7, noise_var=0.05, mean=0.2)
         gp = tinygp.GaussianProcess(1.7 * cls(scale=0.9), t, diag=0.05, mean=0.2)
         np.testing.assert_allclose(ours, gp.log_probability(y), atol=1e-10)
+
+
+def test_ard_lengthscale_per_input_dimension_when_n_equals_d():
+    from scipy.spatial.distance import cdist
+    rng = np.random.default_rng(0)
+    ls = np.array([0.5, 1.0, 3.0])
+    for n in (3, 5):  # n == d is where a [d] lengthscale used to broadcast along the wrong axis
+        t = rng.normal(size=(n, 3))
+        r = cdist(t, t, "seuclidean", V=ls**2)  # scipy's standardised Euclidean distance
+        with jax.enable_x64(True):
+            ours = lml.kernel_matrix(jnp.asarray(t), jnp.asarray(t), kernel="rbf", lengthscale=jnp.asarray(ls),
+                                     variance=2.0)
+            np.testing.assert_allclose(ours, 2.0 * np.exp(-0.5 * r**2), atol=1e-12)
+            m52 = lml.kernel_matrix(jnp.asarray(t), jnp.asarray(t), kernel="matern52", lengthscale=jnp.asarray(ls))
+            s5 = np.sqrt(5) * r
+            np.testing.assert_allclose(m52, (1 + s5 + s5**2 / 3) * np.exp(-s5), atol=1e-10)
+            y = jnp.asarray(rng.normal(size=n))
+            cov = 2.0 * np.exp(-0.5 * r**2) + 0.1 * np.eye(n)
+            np.testing.assert_allclose(lml.gp_lml(y, jnp.asarray(t), lengthscale=jnp.asarray(ls), variance=2.0,
+                                                  noise_var=0.1),
+                                       multivariate_normal(np.zeros(n), cov).logpdf(np.asarray(y)), atol=1e-10)
+
+
+def test_bad_scales_variances_and_covariances_raise_naming_the_argument():
+    t = jnp.linspace(0.0, 1.0, 4)
+    for kw, name in ((dict(lengthscale=0.0), "lengthscale"), (dict(lengthscale=-1.0), "lengthscale"),
+                     (dict(variance=0.0), "variance"), (dict(noise_var=-0.1), "noise_var")):
+        with pytest.raises(ValueError, match=name):
+            lml.gp_cov(t, **kw)
+    with pytest.raises(ValueError, match="lengthscale"):
+        lml.kernel_matrix(jnp.zeros((3, 2)), jnp.zeros((3, 2)), lengthscale=jnp.ones(3))
+    w = jnp.ones((4, 1))
+    for bad in (0.0, -0.5):
+        with pytest.raises(ValueError, match="noise_var"):
+            lml.ppca_lml(jnp.zeros(4), w, bad)
+        with pytest.raises(ValueError, match="noise_var"):
+            lml.ppca_cond_logpdf(w, bad)
+    with jax.debug_nans(False), pytest.raises(ValueError, match="positive definite"):
+        lml.mvn_logpdf(jnp.zeros(2), jnp.zeros(2), jnp.array([[1.0, 2.0], [2.0, 1.0]]))
+    # Inside jit nothing is checked eagerly, and valid inputs still work.
+    assert np.isfinite(jax.jit(lambda s: lml.ppca_lml(jnp.zeros(4), w, s))(0.3))

@@ -19,14 +19,31 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 Array = jax.Array
 CondLogpdf = Callable[[Array, Array], Array]
 
-__all__ = ["mvn_logpdf", "mvn_conditional", "mvn_conditional_logpdf", "normal_logpdf"]
+__all__ = ["mvn_logpdf", "mvn_conditional", "mvn_conditional_logpdf", "normal_logpdf", "check_positive"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _concrete(v) -> bool:
+    return not any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(v))
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False) -> None:
+    """Raises ``ValueError`` naming ``name`` if a concrete ``value`` has an entry <= 0 (< 0 with
+    ``allow_zero``) or a non-finite one; traced values are not checked (inside ``jit``)."""
+    if not _concrete(value):
+        return
+    v = np.asarray(value, dtype=np.float64)
+    bad = ~np.isfinite(v) | ((v < 0) if allow_zero else (v <= 0))
+    if np.any(bad):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be finite and {bound}; got {v.ravel()[np.flatnonzero(bad.ravel())[:3]].tolist()}.")
 
 
 def normal_logpdf(x: Array, mean: Array, var: Array) -> Array:
@@ -46,6 +63,8 @@ def mvn_logpdf(x: Array, mean: Array, cov: Array) -> Array:
       ``[]`` or ``[N]`` log densities.
     """
     chol = jnp.linalg.cholesky(cov)
+    if _concrete((cov, chol)) and not bool(jnp.all(jnp.isfinite(chol))):
+        raise ValueError("`cov` is not symmetric positive definite (its Cholesky factorisation failed).")
     d = cov.shape[-1]
     resid = jnp.reshape(x, (-1, d)) - mean[None, :]
     z = solve_triangular(chol, resid.T, lower=True)  # [D, N]

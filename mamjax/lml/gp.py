@@ -20,7 +20,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from mamjax.lml.gaussian import mvn_conditional_logpdf, mvn_logpdf
+from mamjax.lml.gaussian import check_positive, mvn_conditional_logpdf, mvn_logpdf
 
 Array = jax.Array
 CondLogpdf = Callable[[Array, Array], Array]
@@ -73,13 +73,26 @@ def get_kernel(name: str) -> Callable[[Array], Array]:
 
 
 def kernel_matrix(t1: Array, t2: Array, *, kernel: str = "rbf", lengthscale=1.0, variance=1.0) -> Array:
-    """``K(t1, t2)``: inputs ``[N]`` or ``[N, d]`` and ``[M]`` or ``[M, d]`` -> ``[N, M]``."""
+    """``K(t1, t2)``: inputs ``[N]`` or ``[N, d]`` and ``[M]`` or ``[M, d]`` -> ``[N, M]``.
+
+    ``lengthscale`` is a scalar or a ``[d]`` vector (ARD): each input dimension is divided by its
+    own lengthscale before the distance is taken.
+    """
     profile = get_kernel(kernel)
-    return variance * profile(_sq_dist(t1, t2) / lengthscale**2)
+    check_positive(lengthscale, "lengthscale")
+    check_positive(variance, "variance")
+    t1 = t1[:, None] if t1.ndim == 1 else t1
+    t2 = t2[:, None] if t2.ndim == 1 else t2
+    ls = jnp.asarray(lengthscale)
+    if ls.ndim > 1 or (ls.ndim == 1 and ls.shape[0] not in (1, t1.shape[1])):
+        raise ValueError(f"`lengthscale` must be a scalar or have shape [d={t1.shape[1]}]; got {tuple(ls.shape)}.")
+    ls = ls.reshape(1, -1) if ls.ndim == 1 else ls
+    return variance * profile(_sq_dist(t1 / ls, t2 / ls))
 
 
 def gp_cov(t: Array, *, kernel: str = "rbf", lengthscale=1.0, variance=1.0, noise_var=1e-2) -> Array:
     """Covariance of the noisy observations, ``K(t, t) + sigma^2 I``: ``[D, D]``."""
+    check_positive(noise_var, "noise_var", allow_zero=True)
     k = kernel_matrix(t, t, kernel=kernel, lengthscale=lengthscale, variance=variance)
     return k + noise_var * jnp.eye(k.shape[0], dtype=k.dtype)
 

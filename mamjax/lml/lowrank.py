@@ -38,7 +38,7 @@ __all__ = ["lowrank_mpt", "lowrank_mask_scores", "spd_inverse"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Masks per lax.map chunk: keep the [N, chunk, 2K+1] projections near this many elements.
-CHUNK_ELEMENTS = 1 << 21
+CHUNK_ELEMENTS = 1 << 19
 # Latent sizes above this use a Cholesky solve instead of the unrolled elimination.
 MAX_UNROLLED_LATENTS = 16
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
-from mamjax.lml.gaussian import mvn_logpdf, normal_logpdf
+from mamjax.lml.gaussian import check_positive, mvn_logpdf, normal_logpdf
 
 Array = jax.Array
 CondLogpdf = Callable[[Array, Array], Array]
@@ -49,6 +49,7 @@ def ppca_lml(x: Array, w: Array, noise_var, mean: Array | None = None) -> Array:
     Returns:
       ``[]`` or ``[N]``.
     """
+    check_positive(noise_var, "noise_var")
     return mvn_logpdf(x, _mean(w, mean), ppca_cov(w, noise_var))
 
 
@@ -75,6 +76,8 @@ def ppca_conditional(x: Array, mask: Array, w: Array, noise_var, mean: Array | N
 
 def ppca_cond_logpdf(w: Array, noise_var, mean: Array | None = None) -> CondLogpdf:
     """``cond_logpdf(x, mask) -> [D]`` for the MPT estimator (0 at observed coordinates)."""
+
+    check_positive(noise_var, "noise_var")
 
     def cond_logpdf(x: Array, mask: Array) -> Array:
         mu, var = ppca_conditional(x, mask, w, noise_var, mean)
