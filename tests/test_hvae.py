@@ -132,7 +132,7 @@ def test_batch_norm_state_train_vs_eval_and_api():
     assert float(s.min()) >= 0 and float(s.max()) <= 1
     res = hvae.evaluate(apply, params, state, np.asarray(x).reshape(16, 4, 4), jax.random.key(4),
                         num_samples=5, batch_size=6)
-    assert set(res) == {"elbo", "iwae_5", "kl_l1", "kl_l2", "zero_frac_l1", "zero_frac_l2"}
+    assert set(res) == {"elbo", "iwae_5", "kl_l1", "kl_l2", "zero_frac_l1", "zero_frac_l2", "active_l1", "active_l2"}
     assert 0.0 < res["zero_frac_l1"] < 1.0 and res["kl_l1"] >= 0
     with pytest.raises(ValueError, match="latent"):
         hvae.build(16, latent="laplace", **TINY)
@@ -156,3 +156,121 @@ def test_kl_warmup_stream_and_gaussian_baselines_share_code():
         loss, (m, _) = loss_fn(params, state, stream(3), jax.random.key(0))
         assert np.isfinite(float(loss)) and m["zero_frac_l1"] == 0.0
         assert float(loss) < -float(m["elbo"])  # beta = 0.3 < 1 down-weights the KL
+
+
+def _bounds(apply, params, state, x, shuffle, n_keys=20):
+    f = jax.jit(lambda k: hvae.elbo(apply, params, state, x, k)[0] if shuffle is None else
+                hvae.elbo(apply, params, state, x, k, shuffle=shuffle)[0])
+    return np.mean([np.asarray(f(jax.random.key(i))) for i in range(n_keys)], axis=0)
+
+
+@pytest.mark.parametrize("combine", ["mix", "residual", pytest.param("precision", marks=pytest.mark.slow)])
+def test_structured_posterior_uses_the_top_down_path(combine):
+    """Permuting z_{l+1} across the batch before q(z_l | .) lowers the structured bound, not mean-field's."""
+    x = _data(512)
+    test = jnp.asarray(x[448:])
+    perm = jnp.asarray(np.random.default_rng(0).permutation(len(test)))
+    apply, params, state = _build(16, seed=0, combine=combine, **TINY)
+    st, _ = _train(apply, params, state, x[:448], steps=120, lr=5e-3)
+    plain = _bounds(apply, st.params, st.model_state, test, None)
+    shuffled = _bounds(apply, st.params, st.model_state, test, perm)
+    drop = plain - shuffled
+    assert drop.mean() > 0.1 and drop.mean() > 4 * drop.std() / np.sqrt(len(drop))
+    a_m, p_m, s_m = _build(16, seed=0, posterior="mean_field", **TINY)
+    st_m, _ = _train(a_m, p_m, s_m, x[:448], steps=120, lr=5e-3)
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(np.asarray(hvae.elbo(a_m, st_m.params, st_m.model_state, test, key)[0]),
+                                  np.asarray(hvae.elbo(a_m, st_m.params, st_m.model_state, test, key,
+                                                                  shuffle=perm)[0]))
+
+
+def test_combination_rules_match_closed_forms():
+    """precision: product of two Gaussians' densities (numpy); residual: q's loc moves with the prior's."""
+    from flax import nnx
+    from mamjax.distributions import Normal
+    rng = np.random.default_rng(0)
+    d = jnp.asarray(rng.normal(size=(5, 16)), jnp.float32)
+    prior = Normal(jnp.asarray(rng.normal(size=(5, 6)), jnp.float32),
+                   jnp.asarray(rng.uniform(0.3, 2.0, size=(5, 6)), jnp.float32))
+    m = hvae.HVAE(16, latent="gaussian", combine="precision", batch_norm=False, rngs=nnx.Rngs(0), **TINY)
+    q = m._posterior_step(0, d, None, prior, train=False)
+    mu, s = (np.asarray(a, np.float64) for a in m.q_heads[0](jax.nn.relu(m.q_hidden[0].pre(d, False))))
+    # N(z; mu, s^2) N(z; mu_p, s_p^2) is proportional to a Gaussian; find its mean/var on a grid
+    grid = np.linspace(-12, 12, 200001)
+    for i, j in [(0, 0), (2, 3), (4, 5)]:
+        logd = stats.norm.logpdf(grid, mu[i, j], s[i, j]) + stats.norm.logpdf(
+            grid, float(prior.loc[i, j]), float(prior.scale[i, j]))
+        w = np.exp(logd - logd.max())
+        w /= w.sum()
+        mean = (w * grid).sum()
+        np.testing.assert_allclose(float(q.loc[i, j]), mean, atol=1e-4)
+        np.testing.assert_allclose(float(q.scale[i, j]) - 1e-3, np.sqrt((w * (grid - mean) ** 2).sum()), atol=1e-4)
+    r = hvae.HVAE(16, latent="gaussian", combine="residual", batch_norm=False, rngs=nnx.Rngs(0), **TINY)
+    q1 = r._posterior_step(0, d, None, prior, train=False)
+    q2 = r._posterior_step(0, d, None, Normal(prior.loc + 3.0, 2.0 * prior.scale), train=False)
+    np.testing.assert_allclose(np.asarray(q2.loc - q1.loc), 3.0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(q2.scale - 1e-3) / np.asarray(q1.scale - 1e-3), 2.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="combine"):
+        hvae.build(16, combine="sum", **TINY)
+
+
+def test_free_bits_iwae_training_and_learned_prior():
+    x = jnp.asarray(_data(32))
+    apply, params, state = _build(16, jit=False, latent="gaussian", batch_norm=False, learned_prior=True, seed=2,
+                                  **TINY)
+    assert any("top_loc" in jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(params)[0])
+    key = jax.random.key(0)
+    out, _ = apply(params, state, "infer", x, key, train=True)
+    kl = np.asarray(out["kl"]).mean(0)
+    for fb in (0.0, 2.0, 1e3):
+        loss, _ = hvae.make_loss_fn(apply, free_bits=fb)(params, state, {"image": x}, key)
+        want = -(np.asarray(out["log_px"]).mean() - np.maximum(kl, fb).sum())
+        np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    g = jax.grad(lambda p: hvae.make_loss_fn(apply, free_bits=1e3)(p, state, {"image": x}, key)[0])(params)
+    # the learned top prior enters the loss only through its KL, floored here: no gradient
+    gp = [v for k, v in jax.tree_util.tree_flatten_with_path(g)[0]
+          if "top_loc" in jax.tree_util.keystr(k) or "top_raw" in jax.tree_util.keystr(k)]
+    assert gp and all(float(jnp.abs(v).max()) == 0.0 for v in gp)
+    loss5, (m5, _) = hvae.make_loss_fn(apply, iwae_k=5)(params, state, {"image": x}, key)
+    want5 = -np.mean(np.asarray(hvae.iwae_bound(apply, params, state, x, key, 5)))  # no batch norm: same
+    np.testing.assert_allclose(float(loss5), want5, rtol=1e-5)
+    assert float(m5["iwae"]) == -float(loss5)
+    g1 = jax.grad(lambda p: hvae.make_loss_fn(apply)(p, state, {"image": x}, key)[0])(params)
+    assert max(float(jnp.abs(v).max()) for k, v in jax.tree_util.tree_flatten_with_path(g1)[0]
+               if "top_loc" in jax.tree_util.keystr(k)) > 0
+    for bad in (dict(free_bits=-1.0), dict(iwae_k=0)):
+        with pytest.raises(ValueError, match=list(bad)[0]):
+            hvae.make_loss_fn(apply, **bad)
+
+
+def test_active_units_match_numpy_and_bad_images():
+    x = _data(64)
+    apply, params, state = _build(16, jit=False, seed=0, **TINY)
+    key = jax.random.key(4)
+    res = hvae.evaluate(apply, params, state, x, key, num_samples=0, batch_size=64)
+    k1 = jax.random.split(jax.random.fold_in(key, 0))[0]
+    out, _ = apply(params, state, "infer", jnp.asarray(x), k1, train=False)
+    for i, m in enumerate(out["q_mean"]):
+        want = int((np.asarray(m, np.float64).var(0) > 0.01).sum())
+        assert res[f"active_l{i + 1}"] == want
+    with pytest.raises(ValueError, match="images"):
+        hvae.evaluate(apply, params, state, np.zeros((0, 4, 4)), key)
+    with pytest.raises(ValueError, match="binary"):
+        hvae.evaluate(apply, params, state, x * 0.5, key)
+
+
+def test_several_dense_layers_and_conv_variant_take_a_step():
+    x = (np.random.default_rng(0).random((8, 28, 28)) < 0.3).astype(np.float32)
+    base = dict(latent_sizes=(8, 4), hidden_sizes=(16, 8))
+    for kw in (dict(num_dense=2), dict(conv=True), dict(conv=True, num_dense=2, combine="residual")):
+        s = hvae.experiment.setup(784, dict(base, **kw), seed=0)
+        st, m = s.train_step(s.state, {"image": x}, jax.random.key(0))
+        assert np.isfinite(float(m["loss"])) and int(st.step) == 1
+    p1 = sum(v.size for v in jax.tree.leaves(hvae.build(784, **base)[1]))
+    p2 = sum(v.size for v in jax.tree.leaves(hvae.build(784, num_dense=2, **base)[1]))
+    # one more hidden layer (W, b, BN scale and bias) in bottom_up[0], bottom_up[1], decoder, top_down[0]
+    assert p2 - p1 == 3 * (16 * 16 + 16 + 2 * 16) + (8 * 8 + 8 + 2 * 8)
+    with pytest.raises(ValueError, match="conv"):
+        hvae.build(16, conv=True, **TINY)
+    with pytest.raises(ValueError, match="num_dense"):
+        hvae.build(16, num_dense=0, **TINY)

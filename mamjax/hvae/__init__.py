@@ -13,11 +13,11 @@ from mamjax.nn import functional_with_state
 
 from mamjax.hvae import plots
 from mamjax.hvae.configs import PRESETS
-from mamjax.hvae.model import HVAE, LATENTS, POSTERIORS
+from mamjax.hvae.model import COMBINES, HVAE, LATENTS, POSTERIORS
 from mamjax.hvae.objectives import (elbo, evaluate, flatten_images, iwae_bound, kl_warmup, log_weights,
                                     make_loss_fn, reconstruct, sample, with_kl_warmup)
 
-__all__ = ["plots", "experiment", "HVAE", "LATENTS", "POSTERIORS", "PRESETS", "build", "elbo", "evaluate", "flatten_images",
+__all__ = ["plots", "experiment", "COMBINES", "HVAE", "LATENTS", "POSTERIORS", "PRESETS", "build", "elbo", "evaluate", "flatten_images",
            "iwae_bound", "kl_warmup", "log_weights", "make_loss_fn", "reconstruct", "sample", "with_kl_warmup"]
 
 

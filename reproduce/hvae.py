@@ -1,0 +1,227 @@
+"""Structured vs mean-field rectified-Gaussian hierarchies and Gaussian VAEs, at equal updates (CPU scale).
+
+    flock /tmp/mamjax_heavy.lock python -m reproduce.hvae            # ~20 min on 2 CPU cores
+    python -m reproduce.hvae --updates 20 --seeds 0 --num-test 20 --iwae-k 5 --workdir /tmp/hv   # smoke
+
+Claim checked (Salimans 2016): a structured posterior, which keeps the prior's top-down
+dependencies, keeps more stochastic layers active and gives a better bound than a mean-field
+posterior. Every model: dynamically binarized MNIST, batch 100, Adamax 1e-3, the same number of
+updates, linear KL warm-up over the first 20 % of updates, batch norm, 3 seeds.
+
+1. Combination rule: the 3-layer structured model is trained once (seed 0) with each rule of
+   :data:`mamjax.hvae.COMBINES`; the best ELBO on 500 held-out *training* images (never the test
+   set) picks the rule used by every structured model below.
+2. Models: rectified-Gaussian 3 layers (300-200-100) and 4 layers (300-200-100-50), structured and
+   mean-field; Gaussian VAE with 1 layer (50) and 2 layers (100-50). Test: ELBO and the IWAE bound
+   with K samples on the first ``--num-test`` test images (one fixed binarization), per-layer KL,
+   active units (Burda et al.: Cov_x E_q[u|x] > 0.01) and fraction of exact zeros.
+
+Writes ``results/hvae.json`` (after every run) and ``<workdir>/layers.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from mamjax import data as mdata
+from mamjax import hvae
+from reproduce import common
+
+MODELS = {
+    "rg3_structured": dict(latent_sizes=(300, 200, 100), hidden_sizes=(600, 400, 200), latent="rectified",
+                           posterior="structured"),
+    "rg3_mean_field": dict(latent_sizes=(300, 200, 100), hidden_sizes=(600, 400, 200), latent="rectified",
+                           posterior="mean_field"),
+    "rg4_structured": dict(hvae.PRESETS["rg_structured"]),
+    "rg4_mean_field": dict(hvae.PRESETS["rg_mean_field"]),
+    "vae1": dict(hvae.PRESETS["vae1"]),
+    "vae2": dict(hvae.PRESETS["vae2"]),
+}
+LABELS = {
+    "rg3_structured": "RG 3 layers, structured", "rg3_mean_field": "RG 3 layers, mean-field",
+    "rg4_structured": "RG 4 layers, structured", "rg4_mean_field": "RG 4 layers, mean-field",
+    "vae1": "Gaussian VAE, 1 layer (50)", "vae2": "Gaussian VAE, 2 layers (100-50)",
+}
+PAPER = {"vae1": ("86.76", "VAE 1 layer, Burda et al. 2016, k=5000, 3280 passes"),
+         "vae2": ("82.90", "IWAE k=50, 2 layers, Burda et al. 2016, k=5000, 3280 passes")}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--updates", type=int, default=500)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--num-test", type=int, default=500)
+    p.add_argument("--iwae-k", type=int, default=100)
+    p.add_argument("--num-val", type=int, default=500)
+    p.add_argument("--workdir", default="runs/hvae")
+    p.add_argument("--results-dir", default=None)
+    return p.parse_args(argv)
+
+
+def train_run(apply, step, state, stream, updates, seed, log):
+    """``updates`` steps; logs per-layer KL / zero fractions every 100 steps.
+
+    Returns ``(state, seconds)``, the seconds excluding the first step (compilation).
+    """
+    t0, key = time.time(), jax.random.key(1000 + seed)
+    for i in range(updates):
+        if i == 1:
+            jax.block_until_ready(state.params)
+            t0 = time.time()
+        state, m = step(state, stream(i), jax.random.fold_in(key, i))
+        if (i + 1) % 100 == 0 or i + 1 == updates:
+            rec = {k: float(v) for k, v in m.items()}
+            log.write(json.dumps(dict(rec, step=i + 1)) + "\n")
+            log.flush()
+    jax.block_until_ready(state.params)
+    return state, time.time() - t0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.workdir, exist_ok=True)
+    t_all = time.time()
+    n_val = args.num_val
+    tr = mdata.load("mnist", "train")["image"]
+    val = np.asarray(mdata.dynamic_binarize(tr[-n_val:], jax.random.key(4321)))
+    train_img = {"image": tr[:-n_val]}
+    te = mdata.load("mnist", "test")["image"][:args.num_test]
+    test = np.asarray(mdata.dynamic_binarize(te, jax.random.key(1234)))
+    warm = args.updates // 5
+    log = open(os.path.join(args.workdir, "train_log.jsonl"), "w")
+
+    def stream_for(seed):
+        s = mdata.BatchStream(train_img, 100, seed=seed, transform=mdata.dynamic_binarize)
+        return hvae.with_kl_warmup(s, warm)
+
+    def make(cfg, seed):
+        s = hvae.experiment.setup(784, cfg, lr=1e-3, seed=seed)
+        return s
+
+    # 1. pick the combination rule on held-out training images
+    selection = {}
+    for comb in hvae.COMBINES:
+        cfg = dict(MODELS["rg3_structured"], combine=comb)
+        s = make(cfg, 0)
+        log.write(json.dumps({"run": f"select_{comb}"}) + "\n")
+        st, secs = train_run(s.apply, s.train_step, s.state, stream_for(0), args.updates, 0, log)
+        r = hvae.evaluate(s.apply, st.params, st.model_state, val, jax.random.key(7), num_samples=0, batch_size=100)
+        selection[comb] = dict(r, train_seconds=secs)
+        print(f"select {comb}: val ELBO {r['elbo']:.2f}", {k: v for k, v in r.items() if k.startswith("active")},
+              flush=True)
+    best = max(selection, key=lambda c: selection[c]["elbo"])
+    print("chosen combination rule:", best, flush=True)
+
+    runs = {}
+
+    def save(final=False):
+        rows = []
+        for name in MODELS:
+            rs = runs.get(name, [])
+            if not rs:
+                continue
+            L = len(MODELS[name]["latent_sizes"])
+            kk = f"iwae_{args.iwae_k}"
+            act = " / ".join(common.mean_std([r[f"active_l{i}"] for r in rs], 1) for i in range(1, L + 1))
+            kl = " / ".join(f"{np.mean([r[f'kl_l{i}'] for r in rs]):.1f}" for i in range(1, L + 1))
+            zf = " / ".join(f"{np.mean([r[f'zero_frac_l{i}'] for r in rs]):.2f}" for i in range(1, L + 1))
+            if MODELS[name]["latent"] == "gaussian":
+                zf = "-"
+            paper = PAPER.get(name, ("-", ""))[0]
+            rows.append([LABELS[name], len(rs), common.mean_std([-r[kk] for r in rs]),
+                         common.mean_std([-r["elbo"] for r in rs]), act, kl, zf,
+                         f"{np.mean([r['train_seconds'] for r in rs]):.0f}", paper])
+        sel_rows = [[c, f"{-v['elbo']:.2f}", " / ".join(str(v[f'active_l{i}']) for i in range(1, 4)),
+                     " / ".join(f"{v[f'kl_l{i}']:.1f}" for i in range(1, 4))] for c, v in selection.items()]
+        tables = [
+            common.table(f"Dynamically binarized MNIST, {args.updates} updates of batch 100 per run (equal updates), "
+                         f"test bounds on the first {args.num_test} test images (one fixed binarization), "
+                         f"-IWAE with K = {args.iwae_k}; nats, mean ± std over seeds. Structured models use "
+                         f"combine = {best!r} (chosen in the second table).",
+                         ["model", "seeds", f"test -L_{args.iwae_k}", "test -ELBO",
+                          "active units z1/z2/..", "KL per layer z1/z2/..", "exact-zero fraction z1/z2/..",
+                          "train s / run", "literature -log p(x)"], rows),
+            common.table(f"Combination rule of the structured posterior, RG 3 layers, seed 0, {args.updates} updates: "
+                         f"-ELBO on {n_val} held-out training images (not test)",
+                         ["combine", "val -ELBO", "active units z1/z2/z3", "KL z1/z2/z3"], sel_rows),
+        ]
+        notes = [
+            f"Budget: {args.updates} updates per model is about 1 % of the literature's training (Burda et al.: "
+            "3280 passes over 60,000 images, i.e. ~2 million updates); the literature column is NOT comparable "
+            "and only marks the scale: theirs is -log p(x) estimated with k = 5000 on all 10,000 test images "
+            f"after full training, ours is -L_{args.iwae_k} on {args.num_test} test images after {args.updates} updates.",
+            f"The issue asks k = 500 on the full 10,000 test images; the CPU budget (~25 min for everything on 2 shared "
+            f"cores) allowed K = {args.iwae_k} on {args.num_test} images.",
+            "Active units: variance over test images of E_q[z_u | x] > 0.01 (Burda et al.); E_q[z_l | x] is the mean "
+            f"of q(z_l | z_(l+1), x) averaged over the K = {args.iwae_k} posterior samples of the chain above.",
+            f"KL warm-up: beta rises linearly from 0 to 1 over the first {warm} updates; no free bits; ELBO training.",
+            "Equal wall-clock is NOT tabulated (the per-run training seconds are shown instead).",
+        ]
+        common.write_results(
+            "hvae", title="Rectified-Gaussian hierarchies (structured vs mean-field) and Gaussian VAEs at equal updates",
+            command="flock /tmp/mamjax_heavy.lock python -m reproduce.hvae" + (
+                "" if argv is None else " " + " ".join(argv)),
+            budget=f"{args.updates} updates per run, {len(MODELS)} models x {len(args.seeds)} seeds + 3 selection runs, "
+                   f"{(time.time() - t_all) / 60:.0f} min wall in all" + ("" if final else " (partial)"),
+            seeds=args.seeds, tables=tables, notes=notes,
+            data={"runs": runs, "selection": selection, "chosen_combine": best},
+            results_dir=args.results_dir)
+
+    for name, cfg in MODELS.items():
+        if cfg["posterior"] == "structured" and cfg["latent"] == "rectified":
+            cfg = dict(cfg, combine=best)
+        first = None
+        for seed in args.seeds:
+            s = make(cfg, seed)
+            if first is None:
+                first = s  # one compiled step / eval per model; params differ per seed
+            log.write(json.dumps({"run": f"{name}_seed{seed}"}) + "\n")
+            st, secs = train_run(first.apply, first.train_step, s.state, stream_for(seed), args.updates, seed, log)
+            r = hvae.evaluate(first.apply, st.params, st.model_state, test, jax.random.key(99 + seed),
+                              num_samples=args.iwae_k, batch_size=max(1, 2000 // args.iwae_k))
+            r["train_seconds"] = secs
+            runs.setdefault(name, []).append(r)
+            print(name, seed, {k: round(v, 2) for k, v in r.items()}, flush=True)
+            save()
+    save(final=True)
+    plot(runs, os.path.join(args.workdir, "layers.png"), args)
+    print(f"done in {(time.time() - t_all) / 60:.1f} min", flush=True)
+
+
+def plot(runs, path, args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    names = [n for n in MODELS if n in runs]
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        L = len(MODELS[name]["latent_sizes"])
+        act = np.array([[r[f"active_l{i}"] / MODELS[name]["latent_sizes"][i - 1] for i in range(1, L + 1)]
+                        for r in runs[name]])
+        kl = np.array([[r[f"kl_l{i}"] for i in range(1, L + 1)] for r in runs[name]])
+        xs = np.arange(L) + j * width
+        axes[0].bar(xs, act.mean(0), width, yerr=act.std(0), label=LABELS[name])
+        axes[1].bar(xs, kl.mean(0), width, yerr=kl.std(0), label=LABELS[name])
+    for ax, yl in zip(axes, ["active units / units in layer", "KL per layer (nats)"]):
+        ax.set_xticks(np.arange(4) + 0.4)
+        ax.set_xticklabels([f"z{i}" for i in range(1, 5)])
+        ax.set_xlabel("stochastic layer (z1 next to the pixels)")
+        ax.set_ylabel(yl)
+    axes[0].set_ylim(0, 1)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"test set ({args.num_test} images), {args.updates} updates, mean ± std over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
