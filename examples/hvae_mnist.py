@@ -29,7 +29,15 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help="training steps (default 20000; 600 with --quick)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3, help="Adamax learning rate")
-    p.add_argument("--kl-warmup", type=int, default=0, help="steps of linear KL warm-up (0: none); 1000 kept z2, z3 active in our 2000-step run, without it they collapse")
+    p.add_argument("--kl-warmup", type=int, default=None,
+                   help="steps of linear KL warm-up (0: none; default: a fifth of --steps, at most 10000)")
+    p.add_argument("--combine", default=None, choices=hvae.COMBINES,
+                   help="combination rule of the structured posterior (default: the preset's)")
+    p.add_argument("--free-bits", type=float, default=0.0, help="free bits, nats per stochastic layer")
+    p.add_argument("--train-iwae-k", type=int, default=1, help="K > 1: train on the IWAE bound")
+    p.add_argument("--learned-prior", action="store_true", help="learned top-layer prior")
+    p.add_argument("--num-dense", type=int, default=None, help="deterministic layers per stochastic layer")
+    p.add_argument("--conv", action="store_true", help="convolutional first feature and decoder (28x28)")
     p.add_argument("--iwae-k", type=int, default=100, help="K of the final importance-weighted bound")
     p.add_argument("--num-test", type=int, default=1000, help="test images evaluated (first N)")
     p.add_argument("--eval-every", type=int, default=2000)
@@ -45,6 +53,8 @@ def parse_args(argv=None):
                 setattr(args, attr, value)
     if args.steps is None:
         args.steps = 600 if args.quick else 20000
+    if args.kl_warmup is None:
+        args.kl_warmup = min(args.steps // 5, 10000)
     return args
 
 
@@ -53,13 +63,22 @@ def main(argv=None):
     data = hvae.experiment.mnist_data(args.binarization, batch_size=args.batch_size, seed=args.seed,
                                       num_test=args.num_test)
     side = data.test.shape[1]
-    s = hvae.experiment.setup(side * side, args.preset, lr=args.lr, seed=args.seed)
+    cfg = dict(hvae.PRESETS[args.preset])
+    for name, value in [("combine", args.combine), ("num_dense", args.num_dense)]:
+        if value is not None:
+            cfg[name] = value
+    if args.learned_prior:
+        cfg["learned_prior"] = True
+    if args.conv:
+        cfg["conv"] = True
+    s = hvae.experiment.setup(side * side, cfg, lr=args.lr, seed=args.seed, free_bits=args.free_bits,
+                              iwae_k=args.train_iwae_k)
     stream = hvae.with_kl_warmup(data.stream, args.kl_warmup) if args.kl_warmup else data.stream
     val = data.test[:200]
 
     def eval_fn(state):  # quick ELBO on 200 test images during training (running BN averages)
         r = hvae.evaluate(s.apply, state.params, state.model_state, val, jax.random.key(1), num_samples=0)
-        return {"test_elbo": r["elbo"]}
+        return {"test_elbo": r["elbo"], **{k: v for k, v in r.items() if k.startswith(("active_l", "kl_l"))}}
 
     state, _ = train.fit(s.train_step, s.state, stream, num_steps=args.steps, key=jax.random.key(args.seed),
                          workdir=args.workdir, save_every=max(args.steps // 10, 100), eval_fn=eval_fn,
@@ -74,8 +93,8 @@ def main(argv=None):
     print(f"| test -IWAE bound K={args.iwae_k} ({args.binarization}) | {-res[f'iwae_{args.iwae_k}']:.2f} |")
     layers = sorted(int(k[len("kl_l"):]) for k in res if k.startswith("kl_l"))
     for i in layers:
-        print(f"| layer z{i}: KL / zero fraction ({args.binarization}) | "
-              f"{res[f'kl_l{i}']:.2f} / {res[f'zero_frac_l{i}']:.3f} |")
+        print(f"| layer z{i}: KL / zero fraction / active units ({args.binarization}) | "
+              f"{res[f'kl_l{i}']:.2f} / {res[f'zero_frac_l{i}']:.3f} / {res[f'active_l{i}']} |")
 
     if args.workdir:
         out = dict(res, preset=args.preset, binarization=args.binarization, steps=args.steps,

@@ -66,8 +66,12 @@ class Setup(NamedTuple):
     optimizer: optax.GradientTransformation
 
 
-def setup(data_dim: int, preset: str | dict = "rg_structured", *, lr: float = 1e-3, seed: int = 0) -> Setup:
-    """Model (``PRESETS[preset]`` or a dict of :class:`HVAE` kwargs), Adamax, and the jitted stateful step."""
+def setup(data_dim: int, preset: str | dict = "rg_structured", *, lr: float = 1e-3, seed: int = 0,
+          free_bits: float = 0.0, iwae_k: int = 1) -> Setup:
+    """Model (``PRESETS[preset]`` or a dict of :class:`HVAE` kwargs), Adamax, and the jitted stateful step.
+
+    ``free_bits`` / ``iwae_k``: see :func:`mamjax.hvae.make_loss_fn`.
+    """
     from mamjax.hvae import build
 
     if isinstance(preset, str):
@@ -77,5 +81,6 @@ def setup(data_dim: int, preset: str | dict = "rg_structured", *, lr: float = 1e
     apply, params, model_state = build(data_dim, seed=seed, **preset)
     optimizer = optax.adamax(lr)
     state = train.TrainState.create(params, optimizer, model_state)
-    step = train.make_train_step(objectives.make_loss_fn(apply), optimizer, stateful=True)
+    step = train.make_train_step(objectives.make_loss_fn(apply, free_bits=free_bits, iwae_k=iwae_k), optimizer,
+                                 stateful=True)
     return Setup(apply, state, step, optimizer)
