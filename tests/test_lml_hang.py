@@ -25,10 +25,13 @@ _SCRIPT = textwrap.dedent("""
     a = lml.cumulative_mpt(gen, x, jax.random.key(2), 1, exact=False, chunk_size=chunk)
     b = lml.cumulative_mpt(lml.ppca_cond_logpdf(w, 0.2), x, jax.random.key(2), 1, exact=False)
     np.testing.assert_allclose(a.value, b.value, rtol=2e-3)
+    c = lml.gaussian_mpt(x, jax.random.key(2), 1, jnp.zeros(d), cov, exact=False, chunk_size=chunk // 4)
+    np.testing.assert_allclose(c.value, b.value, rtol=2e-3)
     def loss(w):
         c = lml.mvn_conditional_logpdf(jnp.zeros(d), lml.ppca_cov(w, 0.2))
         est = lml.cumulative_mpt(c, x, jax.random.key(3), 1, exact=False, chunk_size=chunk).value
-        return -jnp.mean(est) - jnp.mean(lml.ppca_lml(x, w, 0.2))
+        fast = lml.gaussian_mpt(x, jax.random.key(3), 1, jnp.zeros(d), lml.ppca_cov(w, 0.2), chunk_size=7).value
+        return -jnp.mean(est) - jnp.mean(fast) - jnp.mean(lml.ppca_lml(x, w, 0.2))
     g = jax.jit(jax.grad(loss))(w)
     assert bool(jnp.all(jnp.isfinite(g)))
     print("ok")

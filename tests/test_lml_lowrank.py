@@ -27,6 +27,9 @@ def test_lowrank_equals_generic_gaussian_route_same_masks():
             np.testing.assert_allclose(a.per_size, b.per_size, atol=1e-11)
             np.testing.assert_allclose(a.value, b.value, atol=1e-10)
             np.testing.assert_allclose(a.stderr, b.stderr, atol=1e-10)
+            g = lml.gaussian_mpt(x, jax.random.key(3), 6, mu, w @ w.T + jnp.diag(psi), chunk_size=4, **kw)
+            np.testing.assert_allclose(g.per_size, b.per_size, atol=1e-11)
+            np.testing.assert_allclose(g.stderr, b.stderr, atol=1e-10)
         # Exact enumeration of every size is the LML (scipy-checked mvn_logpdf).
         e = lowrank.lowrank_mpt(x, jax.random.key(0), 1, w, psi, mu, exact=True)
         np.testing.assert_allclose(e.value, lml.mvn_logpdf(x, mu, w @ w.T + jnp.diag(psi)), atol=1e-10)
@@ -42,7 +45,13 @@ def test_lowrank_ppca_float32_and_gradient_match_closed_form_route():
     def f_ref(w):
         return jnp.mean(lml.cumulative_mpt(lml.ppca_cond_logpdf(w, 0.2), x, jax.random.key(6), 3).value)
 
+    def f_full(w):
+        cov = lml.ppca_cov(w, 0.2)
+        return jnp.mean(lml.gaussian_mpt(x, jax.random.key(6), 3, jnp.zeros(20), cov).value)
+
     np.testing.assert_allclose(f_fast(w), f_ref(w), rtol=1e-4)
+    np.testing.assert_allclose(f_full(w), f_ref(w), rtol=1e-4)
+    np.testing.assert_allclose(jax.jit(jax.grad(f_full))(w), jax.grad(f_ref)(w), rtol=2e-3, atol=2e-3)
     np.testing.assert_allclose(jax.jit(jax.grad(f_fast))(w), jax.grad(f_ref)(w), rtol=2e-3, atol=2e-3)
 
 

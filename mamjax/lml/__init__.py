@@ -20,7 +20,7 @@ from mamjax.lml.estimator import (
     rates_to_num_hidden,
     size_coefficients,
 )
-from mamjax.lml.lowrank import lowrank_mpt
+from mamjax.lml.lowrank import gaussian_mpt, lowrank_mpt
 from mamjax.lml.gaussian import mvn_conditional, mvn_conditional_logpdf, mvn_logpdf, normal_logpdf
 from mamjax.lml.ppca import ppca_cond_logpdf, ppca_conditional, ppca_cov, ppca_lml, ppca_sample
 from mamjax.lml.gp import gp_cond_logpdf, gp_cov, gp_lml, kernel_matrix
@@ -42,7 +42,7 @@ from mamjax.lml.bridge import (
 __all__ = [
     "MPTEstimate", "MPTMasks", "check_mpt_masks", "cumulative_mpt", "cumulative_mpt_loop",
     "masked_pretraining_score", "mpt_masks", "rates_to_num_hidden",
-    "size_coefficients", "lowrank_mpt",
+    "size_coefficients", "lowrank_mpt", "gaussian_mpt",
     "mvn_conditional", "mvn_conditional_logpdf", "mvn_logpdf", "normal_logpdf",
     "ppca_cond_logpdf", "ppca_conditional", "ppca_cov", "ppca_lml", "ppca_sample",
     "gp_cond_logpdf", "gp_cov", "gp_lml", "kernel_matrix",

@@ -25,7 +25,8 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 Array = jax.Array
 CondLogpdf = Callable[[Array, Array], Array]
 
-__all__ = ["mvn_logpdf", "mvn_conditional", "mvn_conditional_logpdf", "normal_logpdf", "check_positive"]
+__all__ = ["mvn_logpdf", "mvn_conditional", "mvn_conditional_logpdf", "normal_logpdf", "check_positive", "mvn_mask_terms",
+           "mvn_mask_scores"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -116,3 +117,30 @@ def mvn_conditional_logpdf(mean: Array, cov: Array) -> CondLogpdf:
         return jnp.where(mask, 0.0, normal_logpdf(x, mu, safe_var))
 
     return cond_logpdf
+
+
+def mvn_mask_terms(masks: Array, cov: Array) -> tuple[Array, Array]:
+    """Mask-only parts of the conditionals of ``N(mu, cov)`` for ``[S, D]`` masks, in one batched call.
+
+    Returns ``(bt [S, D, D], var [S, D])`` with ``E[x_j | x_O] - mu_j = ((x - mu) @ bt)_j`` and
+    ``var_j = Var[x_j | x_O]`` for hidden ``j`` (the same padded-Cholesky construction as
+    :func:`mvn_conditional`): ``bt = diag(m) A^{-1} diag(m) S``.
+    """
+    m = masks.astype(cov.dtype)  # [S, D]
+    eye = jnp.eye(cov.shape[0], dtype=cov.dtype)[None]
+    a = cov[None] * m[:, :, None] * m[:, None, :] + eye * (1.0 - m)[:, None, :]
+    ms = m[:, :, None] * cov[None]  # diag(m) S
+    z = cho_solve((jnp.linalg.cholesky(a), True), ms)  # A^{-1} diag(m) S
+    bt = m[:, :, None] * z
+    var = jnp.diagonal(cov)[None] - jnp.sum(ms * z, axis=1)
+    return bt, var
+
+
+def mvn_mask_scores(xc: Array, masks: Array, cov: Array) -> Array:
+    """Per-mask MPT scores ``[N, S]`` of centred ``xc [N, D]``: every mask's conditional means in one matmul."""
+    bt, var = mvn_mask_terms(masks, cov)
+    h = 1.0 - masks.astype(cov.dtype)
+    safe_var = jnp.where(h > 0, var, 1.0)
+    resid = xc[:, None, :] - jnp.einsum("nd,sde->nse", xc, bt)  # [N, S, D]
+    lp = -0.5 * (_LOG_2PI + jnp.log(safe_var)[None] + resid**2 / safe_var[None])
+    return jnp.sum(lp * h[None], axis=-1) / jnp.sum(h, axis=-1)[None]

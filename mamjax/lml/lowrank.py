@@ -31,10 +31,11 @@ import jax
 import jax.numpy as jnp
 
 from mamjax.lml import estimator as est
+from mamjax.lml.gaussian import check_positive, mvn_mask_scores
 
 Array = jax.Array
 
-__all__ = ["lowrank_mpt", "lowrank_mask_scores", "spd_inverse"]
+__all__ = ["lowrank_mpt", "gaussian_mpt", "lowrank_mask_scores", "spd_inverse"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Masks per lax.map chunk: keep the [N, chunk, 2K+1] projections near this many elements.
@@ -93,27 +94,81 @@ def lowrank_mask_scores(xc: Array, masks: Array, w: Array, psi: Array) -> Array:
     return (const[None] - 0.5 * quad) / num_hidden[None]
 
 
-def _scores_chunked(xc: Array, masks: Array, w: Array, psi: Array, chunk: int) -> Array:
+def _mask_scores(kind: str, xc: Array, masks: Array, params: tuple) -> Array:
+    if kind == "lowrank":
+        return lowrank_mask_scores(xc, masks, *params)
+    return mvn_mask_scores(xc, masks, *params)
+
+
+def _scores_chunked(kind: str, xc: Array, masks: Array, params: tuple, chunk: int) -> Array:
     n = masks.shape[0]
     if chunk >= n:
-        return lowrank_mask_scores(xc, masks, w, psi)
+        return _mask_scores(kind, xc, masks, params)
+    # Whole chunks only (padded with a valid mask): a separately vmapped remainder would be a second
+    # batched LAPACK call that XLA may run concurrently with the scan (the deadlock of issue 20).
     num_chunks = -(-n // chunk)
     pad = num_chunks * chunk - n
     padded = jnp.concatenate([masks, jnp.broadcast_to(masks[:1], (pad, masks.shape[1]))]) if pad else masks
-    out = jax.lax.map(lambda m: lowrank_mask_scores(xc, m, w, psi), padded.reshape(num_chunks, chunk, -1))
+    out = jax.lax.map(lambda m: _mask_scores(kind, xc, m, params), padded.reshape(num_chunks, chunk, -1))
     return jnp.moveaxis(out, 0, 1).reshape(xc.shape[0], num_chunks * chunk)[:, :n]  # [N, S]
 
 
-def _lowrank_estimate(chunk: int, x: Array, w: Array, psi: Array, mean: Array, key, plan_masks, weights, is_exact,
-                      num_hidden, coef) -> est.MPTEstimate:
+def _matmul_estimate(kind: str, chunk: int, x: Array, params: tuple, mean: Array, key, plan_masks, weights,
+                     is_exact, num_hidden, coef) -> est.MPTEstimate:
     r, k, num_dims = plan_masks.shape
     masks = est.draw_masks(key, plan_masks, is_exact, num_hidden).reshape(r * k, num_dims)
     xb = x.reshape(-1, num_dims) - mean[None]
-    s = _scores_chunked(xb, masks, w, psi, chunk).reshape(x.shape[:-1] + (r, k))
+    s = _scores_chunked(kind, xb, masks, params, chunk).reshape(x.shape[:-1] + (r, k))
     return est.reduce_scores(s, weights, is_exact, num_hidden, coef)
 
 
-_lowrank_estimate_jit = jax.jit(_lowrank_estimate, static_argnums=(0,))
+_matmul_estimate_jit = jax.jit(_matmul_estimate, static_argnums=(0, 1))
+
+
+def _run(kind, x, key, num_masks_per_rate, params, mean, rates, num_hidden, exact, chunk_size, per_mask_width):
+    num_dims = x.shape[-1]
+    plan, arrays = est.plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
+    num_masks = plan.masks.shape[0] * plan.masks.shape[1]
+    if chunk_size == "auto":
+        per_mask = max(1, (x.size // num_dims) * per_mask_width)
+        chunk = max(1, min(num_masks, CHUNK_ELEMENTS // per_mask))
+    elif isinstance(chunk_size, int) and chunk_size >= 1:
+        chunk = chunk_size
+    else:
+        raise ValueError(f"`chunk_size` must be 'auto' or a positive int; got {chunk_size!r}.")
+    fn = _matmul_estimate if est._is_traced(x, key, params, mean) else _matmul_estimate_jit
+    return fn(kind, chunk, x, params, mean, key, *arrays)
+
+
+def _check_x(x) -> Array:
+    x = jnp.asarray(x)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
+    return x
+
+
+def gaussian_mpt(x: Array, key: jax.Array, num_masks_per_rate: int, mean: Array, cov: Array,
+                 rates: Sequence[float] | None = None, *, num_hidden: Sequence[int] | None = None,
+                 exact: bool | str = "auto", chunk_size: int | str = "auto") -> est.MPTEstimate:
+    """:func:`mamjax.lml.cumulative_mpt` for a full-covariance ``N(mean, cov)``, conditional means as matmuls.
+
+    Same masks and result as ``cumulative_mpt`` with :func:`mamjax.lml.mvn_conditional_logpdf`
+    (same key); per chunk of masks one batched Cholesky and one ``[N, D] x [D, chunk * D]`` product
+    instead of two triangular solves per mask and example. ``O(D^3)`` per mask remains: use
+    :func:`lowrank_mpt` when the covariance is low-rank plus diagonal.
+
+    Args:
+      x: ``[D]`` or ``[B, D]``; mean: ``[D]``; cov: ``[D, D]`` SPD.
+      key, num_masks_per_rate, rates, num_hidden, exact: as in ``cumulative_mpt``.
+      chunk_size: masks per ``lax.map`` chunk; ``"auto"`` keeps ``B x chunk x D`` near ``CHUNK_ELEMENTS``.
+    """
+    x = _check_x(x)
+    num_dims = x.shape[-1]
+    cov = jnp.asarray(cov)
+    if cov.shape != (num_dims, num_dims):
+        raise ValueError(f"`cov` must have shape [{num_dims}, {num_dims}]; got {tuple(cov.shape)}.")
+    mean = jnp.broadcast_to(jnp.asarray(mean, cov.dtype), (num_dims,))
+    return _run("full", x, key, num_masks_per_rate, (cov,), mean, rates, num_hidden, exact, chunk_size, num_dims)
 
 
 def lowrank_mpt(x: Array, key: jax.Array, num_masks_per_rate: int, w: Array, psi, mean: Array | None = None,
@@ -138,25 +193,13 @@ def lowrank_mpt(x: Array, key: jax.Array, num_masks_per_rate: int, w: Array, psi
     Returns:
       :class:`mamjax.lml.MPTEstimate`.
     """
-    x = jnp.asarray(x)
-    if x.ndim not in (1, 2):
-        raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
+    x = _check_x(x)
     num_dims = x.shape[-1]
     w = jnp.asarray(w)
     if w.ndim != 2 or w.shape[0] != num_dims:
         raise ValueError(f"`w` must have shape [D={num_dims}, K]; got {tuple(w.shape)}.")
     psi = jnp.broadcast_to(jnp.asarray(psi, w.dtype), (num_dims,))
-    if not est._is_traced(psi) and bool(jnp.any(psi <= 0)):
-        raise ValueError(f"`psi` (noise variances) must be > 0; got min {float(jnp.min(psi))}.")
+    check_positive(psi, "psi")
     mean = jnp.zeros(num_dims, w.dtype) if mean is None else jnp.broadcast_to(jnp.asarray(mean, w.dtype), (num_dims,))
-    plan, arrays = est.plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
-    num_masks = plan.masks.shape[0] * plan.masks.shape[1]
-    if chunk_size == "auto":
-        per_mask = max(1, (x.size // num_dims) * (2 * w.shape[1] + 1))
-        chunk = max(1, min(num_masks, CHUNK_ELEMENTS // per_mask))
-    elif isinstance(chunk_size, int) and chunk_size >= 1:
-        chunk = chunk_size
-    else:
-        raise ValueError(f"`chunk_size` must be 'auto' or a positive int; got {chunk_size!r}.")
-    fn = _lowrank_estimate if est._is_traced(x, key, w, psi, mean) else _lowrank_estimate_jit
-    return fn(chunk, x, w, psi, mean, key, *arrays)
+    return _run("lowrank", x, key, num_masks_per_rate, (w, psi), mean, rates, num_hidden, exact, chunk_size,
+                2 * w.shape[1] + 1)
