@@ -398,7 +398,8 @@ def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_pe
       num_hidden: alternatively, the mask sizes M directly (exclusive with ``rates``).
       exact: ``"auto"``, ``True`` (enumerate all) or ``False`` (always Monte Carlo).
       chunk_size: masks vmapped at once inside the single call (``lax.map`` over chunks);
-        ``"auto"`` keeps ``chunk x B x D`` near ``MASK_CHUNK_ELEMENTS``, ``None`` vmaps all
+        ``"auto"`` keeps ``chunk x B x D`` near ``MASK_CHUNK_ELEMENTS`` (one mask at a time for
+        callables marked ``batched_lapack``, e.g. :func:`mvn_conditional_logpdf`), ``None`` vmaps all
         ``R * K`` masks at once. Results do not depend on it.
 
     Returns:
@@ -408,6 +409,8 @@ def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_pe
     if x.ndim not in (1, 2):
         raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
     plan, arrays = plan_arrays(x.shape[-1], num_masks_per_rate, rates, num_hidden, exact)
+    if chunk_size == "auto" and getattr(cond_logpdf, "batched_lapack", False):
+        chunk_size = 1  # see mvn_conditional_logpdf: batched LAPACK kernels can deadlock XLA's CPU pool
     chunk = _auto_chunk(tuple(x.shape), plan.masks.shape[0] * plan.masks.shape[1], chunk_size)
     fn = _estimate if _is_traced(x, key) else _estimate_jit
     return fn(cond_logpdf, chunk, x, key, *arrays)

@@ -90,10 +90,10 @@ def mvn_conditional(x: Array, mask: Array, mean: Array, cov: Array) -> tuple[Arr
     m = mask.astype(cov.dtype)
     a = cov * m[:, None] * m[None, :] + jnp.diag(1.0 - m)
     chol = jnp.linalg.cholesky(a)
+    v = solve_triangular(chol, m[:, None] * cov, lower=True)  # L^{-1} diag(m) S
     resid = m * (x - mean)
     alpha = cho_solve((chol, True), resid)
     cond_mean = mean + cov @ (m * alpha)
-    v = solve_triangular(chol, m[:, None] * cov, lower=True)  # L^{-1} diag(m) S
     cond_var = jnp.diagonal(cov) - jnp.sum(v**2, axis=0)
     return cond_mean, cond_var
 
@@ -116,6 +116,11 @@ def mvn_conditional_logpdf(mean: Array, cov: Array) -> CondLogpdf:
         safe_var = jnp.where(mask, 1.0, var)
         return jnp.where(mask, 0.0, normal_logpdf(x, mu, safe_var))
 
+    # Vmapped over masks, the Cholesky and solves become batched jaxlib LAPACK kernels, each of which
+    # blocks an XLA pool thread until its parts finish; two independent ones (the two solves, or
+    # their transposes in a backward pass) running at once deadlock a 2-thread pool (issue 20).
+    # cumulative_mpt(chunk_size="auto") therefore maps such callables over masks one at a time.
+    cond_logpdf.batched_lapack = True
     return cond_logpdf
 
 
