@@ -93,7 +93,7 @@ def main(quick: bool = False) -> str:
         rows.append(row)
     headers = ["estimator"]
     for k in ks:
-        headers += [f"ms/step K={k}", f"x REINFORCE K=1", f"step MB K={k}"]
+        headers += [f"ms/step K={k}", "x REINFORCE K=1", f"step MB K={k}"]
     r5 = results.get(("WS-RAM inference net + CV (wake-q)", 5))
     lines = [f"# attention_bench (quick={quick}); jax {jax.__version__}, {jax.devices()[0].platform} x"
              f"{len(jax.devices())}; batch 64, 60x60, 6 glimpses, 6x6 grid, 128 hidden", "",
