@@ -45,7 +45,7 @@ def _train(apply, params, state, x, steps=150, lr=3e-3, seed=0):
 @pytest.mark.parametrize("latent", ["rectified", pytest.param("gaussian", marks=pytest.mark.slow)])
 def test_bounds_match_quadrature_log_likelihood_one_unit(latent):
     """1 latent unit: log p(x) = log[P0 p(x|0) + int p(z) p(x|z) dz] by quadrature (spike for RG)."""
-    apply, params, state = _build(4, latent_sizes=(1,), hidden_sizes=(8,), latent=latent, seed=3)
+    apply, params, state = _build(4, latent_sizes=(1,), hidden_sizes=(8,), latent=latent, combine="mix", seed=3)
     xs = jnp.array([[1, 0, 1, 1], [0, 0, 0, 1], [1, 1, 1, 1]], jnp.float32)
     lo = 0.0 if latent == "rectified" else -9.0
     grid = np.linspace(lo, 9.0, 40001)
@@ -217,8 +217,9 @@ def test_combination_rules_match_closed_forms():
 
 def test_free_bits_iwae_training_and_learned_prior():
     x = jnp.asarray(_data(32))
-    apply, params, state = _build(16, jit=False, latent="gaussian", batch_norm=False, learned_prior=True, seed=2,
-                                  **TINY)
+    # "mix": the learned top prior enters the loss only through the top KL ("precision" also feeds it to q)
+    apply, params, state = _build(16, jit=False, latent="gaussian", batch_norm=False, learned_prior=True,
+                                  combine="mix", seed=2, **TINY)
     assert any("top_loc" in jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(params)[0])
     key = jax.random.key(0)
     out, _ = apply(params, state, "infer", x, key, train=True)
