@@ -209,6 +209,7 @@ def test_vimco_bound_estimator_is_unbiased_for_the_gradient_of_the_bound():
         rws.vimco_baselines(jnp.zeros((2, 1)))
 
 
+@pytest.mark.slow  # ~25 s: 2,000 sampled sleep gradients
 def test_sleep_q_gradient_matches_the_exact_sleep_objective():
     """Mean over keys of the sleep-q gradient = grad_q sum_{a,y} p(a|x) p(y|a,x) log q(a|x,y) (enumerated);
     and the sleep term leaves the model's gradient unchanged."""
