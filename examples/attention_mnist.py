@@ -81,9 +81,12 @@ def main(argv=None):
             return {"error": model_lib.error_rate(ram, st.params, te["image"], te["label"], eval_key,
                                                   num_samples=args.eval_samples)}
 
-        state, _ = train.fit(train.make_train_step(loss_fn, opt), state, stream, num_steps=args.steps,
-                             key=jax.random.key(args.seed + 2), workdir=wd, save_every=args.eval_every,
-                             eval_fn=eval_fn, eval_every=args.eval_every, log_every=args.eval_every, desc=name)
+        try:
+            state, _ = train.fit(train.make_train_step(loss_fn, opt), state, stream, num_steps=args.steps,
+                                 key=jax.random.key(args.seed + 2), workdir=wd, save_every=args.eval_every,
+                                 eval_fn=eval_fn, eval_every=args.eval_every, log_every=args.eval_every, desc=name)
+        except train.NonFiniteError as e:  # e.g. a huge --lr: exit non-zero with the step, no tables of NaN
+            raise SystemExit(f"error: {e}") from None
         records = train.read_metrics(os.path.join(wd, "metrics.jsonl"))
         curves[name] = plotting.error_curve(records, stream.steps_per_epoch)
         plotting.plot_glimpse_paths(ram, state.params, te["image"][:16], jax.random.key(3),

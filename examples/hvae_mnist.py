@@ -80,9 +80,12 @@ def main(argv=None):
         r = hvae.evaluate(s.apply, state.params, state.model_state, val, jax.random.key(1), num_samples=0)
         return {"test_elbo": r["elbo"], **{k: v for k, v in r.items() if k.startswith(("active_l", "kl_l"))}}
 
-    state, _ = train.fit(s.train_step, s.state, stream, num_steps=args.steps, key=jax.random.key(args.seed),
-                         workdir=args.workdir, save_every=max(args.steps // 10, 100), eval_fn=eval_fn,
-                         eval_every=args.eval_every, log_every=100, desc=f"hvae {args.preset}")
+    try:
+        state, _ = train.fit(s.train_step, s.state, stream, num_steps=args.steps, key=jax.random.key(args.seed),
+                             workdir=args.workdir, save_every=max(args.steps // 10, 100), eval_fn=eval_fn,
+                             eval_every=args.eval_every, log_every=100, desc=f"hvae {args.preset}")
+    except train.NonFiniteError as e:  # e.g. a huge --lr: exit non-zero with the step, no tables of NaN
+        raise SystemExit(f"error: {e}") from None
     res = hvae.evaluate(s.apply, state.params, state.model_state, data.test, jax.random.key(2),
                         num_samples=args.iwae_k, batch_size=max(1, 10000 // args.iwae_k))
     tag = f"{args.binarization}-binarized MNIST"

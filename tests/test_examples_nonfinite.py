@@ -30,3 +30,14 @@ def test_marginal_mnist_stops_on_nonfinite(tmp_path):
                "--batch-size", "8", "--num-test", "8", "--num-subsets", "8", "--lr", "nan",
                "--workdir", str(tmp_path / "wd"), cwd=tmp_path)
     assert out.returncode != 0 and "error: non-finite" in out.stderr, (out.stdout[-2000:], out.stderr[-2000:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script,args", [
+    ("hvae_mnist.py", ["--quick", "--steps", "30"]),
+    ("attention_mnist.py", ["--steps", "20", "--runs", "reinforce:1"]),
+])
+def test_hvae_and_attention_examples_stop_on_nonfinite(tmp_path, script, args):
+    out = _run(script, *args, "--lr", "nan", "--workdir", str(tmp_path / "wd"), cwd=tmp_path)
+    assert out.returncode != 0 and "error: non-finite" in out.stderr, (out.stdout[-2000:], out.stderr[-2000:])
+    assert "nan" not in out.stdout.lower(), out.stdout[-2000:]
