@@ -1,4 +1,4 @@
-"""Bad input at the public entry points of the core, marginal and maskgit packages (issue 18).
+"""Bad input at the public entry points of the core, marginal, maskgit, lml and attention packages (issue 18).
 
 One table per package of ``(case id, call, expected exception, message regex)``. Every
 call gets concrete (not traced) input, where the checks are eager; each must raise
@@ -22,6 +22,7 @@ from mamjax.distributions import Normal, RectifiedGaussian, bernoulli_log_prob
 from mamjax.marginal import arm, exact, losses, sampling
 from mamjax.maskgit import decoding, ess, prior, self_critic, tokenizer, vq
 from mamjax.maskgit import metrics as mg_metrics
+from mamjax import attention, lml
 
 KEY = jax.random.key(0)
 
@@ -212,7 +213,28 @@ MASKGIT = [
         jnp.zeros((1, 2), jnp.int32), jnp.full((1, 4), -1, jnp.int32)), ValueError, "`codes_h`"),
 ]
 
-TABLE = [("core",) + c for c in CORE] + [("marginal",) + c for c in MARGINAL] + [("maskgit",) + c for c in MASKGIT]
+LML = [
+    ("gp_cov lengthscale 0", lambda t: lml.gp_cov(jnp.ones((3, 1)), lengthscale=0.0), ValueError, "`lengthscale`"),
+    ("gp_cov variance -1", lambda t: lml.gp_cov(jnp.ones((3, 1)), variance=-1.0), ValueError, "`variance`"),
+    ("gp_cov noise_var -1", lambda t: lml.gp_cov(jnp.ones((3, 1)), noise_var=-1.0), ValueError, "`noise_var`"),
+    ("ppca_lml noise_var 0", lambda t: lml.ppca_lml(jnp.ones((2, 3)), jnp.ones((3, 1)), 0.0), ValueError,
+     "`noise_var`"),
+    ("ppca_cond_logpdf noise_var -1", lambda t: lml.ppca_cond_logpdf(jnp.ones((3, 1)), -1.0), ValueError,
+     "`noise_var`"),
+]
+
+ATTENTION = [
+    ("RAMConfig num_glimpses 0", lambda t: attention.RAMConfig(num_glimpses=0), ValueError, "`num_glimpses`"),
+    ("RAMConfig num_classes 1", lambda t: attention.RAMConfig(num_classes=1), ValueError, "`num_classes`"),
+    ("RAMConfig unknown core", lambda t: attention.RAMConfig(core="gru"), ValueError, "`core`"),
+    ("RAMConfig location_std 0", lambda t: attention.RAMConfig(locations="gaussian", location_std=0.0), ValueError,
+     "`location_std`"),
+    ("labels >= num_classes", lambda t: attention.check_labels(jnp.array([0, 10]), 10), ValueError, "`labels`"),
+    ("float labels", lambda t: attention.check_labels(jnp.array([0.0, 1.0]), 10), ValueError, "`labels`"),
+]
+
+TABLE = ([("core",) + c for c in CORE] + [("marginal",) + c for c in MARGINAL] + [("maskgit",) + c for c in MASKGIT]
+         + [("lml",) + c for c in LML] + [("attention",) + c for c in ATTENTION])
 
 
 @pytest.mark.parametrize("package,case,call,exc,match", TABLE, ids=[f"{p}: {c}" for p, c, *_ in TABLE])
