@@ -1,4 +1,4 @@
-"""Bad input at the public entry points of the core, marginal, maskgit, lml and attention packages (issue 18).
+"""Bad input at the public entry points of the core, marginal, maskgit, lml, attention and hvae packages (issue 18).
 
 One table per package of ``(case id, call, expected exception, message regex)``. Every
 call gets concrete (not traced) input, where the checks are eager; each must raise
@@ -22,7 +22,7 @@ from mamjax.distributions import Normal, RectifiedGaussian, bernoulli_log_prob
 from mamjax.marginal import arm, exact, losses, sampling
 from mamjax.maskgit import decoding, ess, prior, self_critic, tokenizer, vq
 from mamjax.maskgit import metrics as mg_metrics
-from mamjax import attention, lml
+from mamjax import attention, hvae, lml
 
 KEY = jax.random.key(0)
 
@@ -233,8 +233,23 @@ ATTENTION = [
     ("float labels", lambda t: attention.check_labels(jnp.array([0.0, 1.0]), 10), ValueError, "`labels`"),
 ]
 
+
+def _hvae(**kw):
+    return hvae.HVAE(4, (3,), (5,), rngs=nnx.Rngs(0), **kw)
+
+
+HVAE_CASES = [
+    ("HVAE unknown combine", lambda t: _hvae(combine="sum"), ValueError, "`combine`"),
+    ("HVAE unknown posterior", lambda t: _hvae(posterior="full"), ValueError, "`posterior`"),
+    ("HVAE unknown latent", lambda t: _hvae(latent="beta"), ValueError, "`latent`"),
+    ("HVAE num_dense 0", lambda t: _hvae(num_dense=0), ValueError, "`num_dense`"),
+    ("HVAE conv at 4 pixels", lambda t: _hvae(conv=True), ValueError, "`conv=True`"),
+    ("HVAE sizes of different lengths", lambda t: hvae.HVAE(4, (3, 2), (5,), rngs=nnx.Rngs(0)), ValueError,
+     "`latent_sizes`"),
+]
+
 TABLE = ([("core",) + c for c in CORE] + [("marginal",) + c for c in MARGINAL] + [("maskgit",) + c for c in MASKGIT]
-         + [("lml",) + c for c in LML] + [("attention",) + c for c in ATTENTION])
+         + [("lml",) + c for c in LML] + [("attention",) + c for c in ATTENTION] + [("hvae",) + c for c in HVAE_CASES])
 
 
 @pytest.mark.parametrize("package,case,call,exc,match", TABLE, ids=[f"{p}: {c}" for p, c, *_ in TABLE])
