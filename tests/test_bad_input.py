@@ -169,6 +169,12 @@ MARGINAL = [
         _cond_net()[0], _cond_net()[1], _tokens(0), ~ALL_OBSERVED, KEY, temperature=0.0), ValueError, "`temperature`"),
     ("conditional_sample observed value 3", lambda t: sampling.conditional_sample(
         _cond_net()[0], _cond_net()[1], _tokens(3), ALL_OBSERVED, KEY), ValueError, "`x`"),
+    ("fill_in_order repeated position", lambda t: sampling.fill_in_order(
+        _cond_net()[0], _cond_net()[1], jnp.zeros(4, jnp.int32), jnp.zeros(4, bool), jnp.array([0, 0]), KEY),
+     ValueError, "`positions` must not repeat"),
+    ("fill_in_order position >= D", lambda t: sampling.fill_in_order(
+        _cond_net()[0], _cond_net()[1], jnp.zeros(4, jnp.int32), jnp.zeros(4, bool), jnp.array([1, 4]), KEY),
+     ValueError, r"`positions` must lie in \[0, D=4\)"),
     ("exact.enumerate_states too many", lambda t: exact.enumerate_states(30, 2), ValueError, "too many"),
 ]
 

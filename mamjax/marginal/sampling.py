@@ -40,7 +40,13 @@ def fill_in_order(cond_apply: CondApply, params: Params, x: Array, mask: Array, 
 
     Returns:
       ``[D] int`` with every visited position filled.
+
+    Raises:
+      ValueError: (eager, concrete ``positions`` only) when ``positions`` is not 1-D, holds
+        ids outside ``[0, D)`` or repeats a position.
     """
+    _check_positions(positions, x.shape[-1])
+
     def body(carry, inp):
         xc, mc = carry
         pos, k = inp
@@ -52,6 +58,21 @@ def fill_in_order(cond_apply: CondApply, params: Params, x: Array, mask: Array, 
     keys = jax.random.split(key, positions.shape[0])
     (x, _), _ = jax.lax.scan(body, (x, mask), (positions, keys))
     return x
+
+
+def _check_positions(positions, num_dims: int) -> None:
+    """Eager check (concrete input only): ``positions`` are distinct ids in ``[0, num_dims)``."""
+    if getattr(positions, "ndim", None) != 1:
+        raise ValueError(f"`positions` must be a 1-D array of positions; got shape {getattr(positions, 'shape', None)}.")
+    if isinstance(positions, jax.core.Tracer):
+        return
+    p = np.asarray(positions)
+    if not np.issubdtype(p.dtype, np.integer):
+        raise ValueError(f"`positions` must be integers; got dtype {p.dtype}.")
+    if p.size and (p.min() < 0 or p.max() >= num_dims):
+        raise ValueError(f"`positions` must lie in [0, D={num_dims}); got values in [{p.min()}, {p.max()}].")
+    if np.unique(p).size != p.size:
+        raise ValueError(f"`positions` must not repeat a position; got {p.tolist()[:10]}.")
 
 
 def _check_inputs(cond_apply, params, x, mask, temperature=1.0) -> None:
