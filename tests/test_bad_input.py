@@ -174,7 +174,7 @@ MARGINAL = [
      ValueError, "`positions` must not repeat"),
     ("fill_in_order position >= D", lambda t: sampling.fill_in_order(
         _cond_net()[0], _cond_net()[1], jnp.zeros(4, jnp.int32), jnp.zeros(4, bool), jnp.array([1, 4]), KEY),
-     ValueError, r"`positions` must lie in \[0, D=4\)"),
+     ValueError, r"`positions` must hold ids in \[0, 4\)"),
     ("exact.enumerate_states too many", lambda t: exact.enumerate_states(30, 2), ValueError, "too many"),
 ]
 

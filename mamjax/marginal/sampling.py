@@ -64,15 +64,9 @@ def _check_positions(positions, num_dims: int) -> None:
     """Eager check (concrete input only): ``positions`` are distinct ids in ``[0, num_dims)``."""
     if getattr(positions, "ndim", None) != 1:
         raise ValueError(f"`positions` must be a 1-D array of positions; got shape {getattr(positions, 'shape', None)}.")
-    if isinstance(positions, jax.core.Tracer):
-        return
-    p = np.asarray(positions)
-    if not np.issubdtype(p.dtype, np.integer):
-        raise ValueError(f"`positions` must be integers; got dtype {p.dtype}.")
-    if p.size and (p.min() < 0 or p.max() >= num_dims):
-        raise ValueError(f"`positions` must lie in [0, D={num_dims}); got values in [{p.min()}, {p.max()}].")
-    if np.unique(p).size != p.size:
-        raise ValueError(f"`positions` must not repeat a position; got {p.tolist()[:10]}.")
+    masks_lib.check_token_ids(positions, num_dims, "positions")
+    if masks_lib.is_concrete(positions) and np.unique(np.asarray(positions)).size != positions.size:
+        raise ValueError(f"`positions` must not repeat a position; got {np.asarray(positions).tolist()[:10]}.")
 
 
 def _check_inputs(cond_apply, params, x, mask, temperature=1.0) -> None:
