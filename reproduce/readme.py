@@ -1,7 +1,7 @@
-"""Regenerates every results table in README.md from ``results/*.json``.
+"""Regenerates every results table in README.md and docs/*.md from ``results/*.json``.
 
-    python -m reproduce.readme            # rewrite the README's results blocks
-    python -m reproduce.readme --check    # exit 1 if the README differs from what would be written
+    python -m reproduce.readme            # rewrite the results blocks of README.md and docs/*.md
+    python -m reproduce.readme --check    # exit 1 if any of them differs from what would be written
 
 A block is the text between ``<!-- results:<name> -->`` and ``<!-- /results:<name> -->``; it is
 replaced by the tables of ``results/<name>.json`` with the machine, budget, seeds and revision
@@ -11,6 +11,7 @@ they came from. Numbers are never typed into those blocks by hand.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -56,23 +57,32 @@ def regenerate(readme: str, results_dir: str) -> str:
     return _BLOCK.sub(sub, readme)
 
 
+def documents(root: str = ROOT) -> list[str]:
+    """The files whose results blocks are generated: README.md and every docs/*.md."""
+    return [os.path.join(root, "README.md")] + sorted(glob.glob(os.path.join(root, "docs", "*.md")))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md is stale")
-    p.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    p.add_argument("--check", action="store_true", help="only compare; exit 1 when a document is stale")
+    p.add_argument("files", nargs="*", help="documents to render (default: README.md and docs/*.md)")
     p.add_argument("--results", default=os.path.join(ROOT, "results"))
     args = p.parse_args(argv)
-    with open(args.readme) as f:
-        old = f.read()
-    new = regenerate(old, args.results)
-    if args.check:
-        if new != old:
-            print("README.md results blocks are stale: run `python -m reproduce.readme`", file=sys.stderr)
-            return 1
-        return 0
-    if new != old:
-        with open(args.readme, "w") as f:
-            f.write(new)
+    stale = []
+    for path in args.files or documents():
+        with open(path) as f:
+            old = f.read()
+        new = regenerate(old, args.results)
+        if new == old:
+            continue
+        if args.check:
+            stale.append(os.path.relpath(path, ROOT))
+        else:
+            with open(path, "w") as f:
+                f.write(new)
+    if stale:
+        print(f"results blocks are stale in {', '.join(stale)}: run `python -m reproduce.readme`", file=sys.stderr)
+        return 1
     return 0
 
 

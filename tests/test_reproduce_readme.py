@@ -10,11 +10,12 @@ from reproduce import common, readme
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_readme_results_blocks_match_the_results_files():
-    with open(os.path.join(ROOT, "README.md")) as f:
+@pytest.mark.parametrize("path", readme.documents(ROOT), ids=lambda p: os.path.relpath(p, ROOT))
+def test_results_blocks_match_the_results_files(path):
+    with open(path) as f:
         text = f.read()
     assert readme.regenerate(text, os.path.join(ROOT, "results")) == text, (
-        "README.md is stale: run `python -m reproduce.readme`")
+        f"{os.path.relpath(path, ROOT)} is stale: run `python -m reproduce.readme`")
 
 
 def test_write_then_render_round_trip(tmp_path):
