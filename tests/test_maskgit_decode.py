@@ -1,12 +1,12 @@
-"""MaskGIT decoding: schedule counts, no re-masking, jit == eager reference, vmap == loop."""
+"""MaskGIT decoding: schedule counts, no re-masking, jit == eager reference, vmap == loop, random ties."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mamjax import masks
 from mamjax.maskgit import decoding as D
+from mamjax.maskgit import schedule as S
 
 K, L, B = 7, 16, 3
 
@@ -39,9 +39,9 @@ def test_unmasks_scheduled_count_and_never_remasks(schedule):
                                             schedule=schedule, return_state=True))(jax.random.key(0))
     hist = np.asarray(state.history)  # [T, B, L] observed after each step
     prev = np.zeros((B, L), bool)
+    counts = S.hidden_counts(num_steps, L, schedule)
     for t in range(num_steps):
-        expected = int(masks.num_hidden_at(t, num_steps, L, schedule))
-        expected = min(expected, int((~prev).sum(1).min()) - 1) if t < num_steps - 1 else 0
+        expected = int(counts[t])  # the shared schedule, no "reveal at least one" clip
         assert ((~hist[t]).sum(1) == expected).all(), (t, (~hist[t]).sum(1), expected)
         assert (hist[t] | ~prev).all(), f"a revealed token was re-masked at step {t}"
         prev = hist[t]
@@ -65,13 +65,14 @@ def _reference_decode(logits_fn, key, labels, num_steps, schedule, temperature):
         conf = np.take_along_axis(logp, sampled[..., None], -1)[..., 0]
         conf = np.where(mask, np.inf, conf)
         ratio = (t + 1) / num_steps
-        n = int(masks.num_hidden_at(t, num_steps, L, schedule))
-        gumbel = np.asarray(jax.random.gumbel(k_noise, (B, L)))
+        n = int(S.hidden_counts(num_steps, L, schedule)[t])
+        k_gumbel, k_tie = jax.random.split(k_noise)
+        gumbel = np.asarray(jax.random.gumbel(k_gumbel, (B, L)))
+        tie = np.asarray(jax.random.uniform(k_tie, (B, L)))
         noisy = conf + temperature * (1 - ratio) * gumbel
         new_mask = np.ones((B, L), bool)
         for b in range(B):
-            nb = max(min(n, int((~mask[b]).sum()) - 1), 0)
-            new_mask[b, np.argsort(noisy[b], kind="stable")[:nb]] = False
+            new_mask[b, np.lexsort((tie[b], noisy[b]))[:n]] = False
         assert (new_mask | ~mask).all()
         new_tokens = np.where(new_mask, sampled, D.MASK_ID)
         assert (new_tokens[mask] == tokens[mask]).all(), "a revealed token changed"
@@ -150,3 +151,29 @@ def test_bad_arguments():
         D.decode(toy_logits_fn(), toks, mask, jax.random.key(0), num_steps=0)
     with pytest.raises(ValueError, match="schedule"):
         D.decode(toy_logits_fn(), toks, mask, jax.random.key(0), schedule="exp")
+
+
+def test_naive_and_resampling_follow_the_same_schedule():
+    """N = 10, T = 10: the naive decoder hides the table's counts (not one token per step), as the ESS stage does."""
+    n, t = 10, 10
+    fn = lambda tok, m, y: jnp.zeros(tok.shape + (K,))
+    toks, mask = jnp.full((2, n), D.MASK_ID, jnp.int32), jnp.zeros((2, n), bool)
+    counts = S.hidden_counts(t, n).tolist()
+    assert counts != list(range(n - 1, -1, -1))
+    run = jax.jit(lambda k, lock: D.decode(fn, toks, mask, k, num_steps=t, lock_observed=lock, return_state=True)[1],
+                  static_argnums=1)
+    for lock in (True, False):
+        st = run(jax.random.key(0), lock)
+        assert (~np.asarray(st.history)).sum(-1)[:, 0].tolist() == counts, lock
+
+
+def test_ties_broken_at_random_from_the_key():
+    """All-equal confidences at zero temperature: the hidden positions are not the earliest; same key, same choice."""
+    conf = jnp.zeros((1, 12))
+    n = jnp.array([4])
+    picks = [tuple(np.flatnonzero(~np.asarray(D.mask_by_random_topk(jax.random.key(s), n, conf, 0.0))[0]))
+             for s in range(8)]
+    assert all(len(p) == 4 for p in picks)
+    assert any(p != (0, 1, 2, 3) for p in picks) and len(set(picks)) > 1
+    again = np.asarray(D.mask_by_random_topk(jax.random.key(3), n, conf, 0.0))
+    assert tuple(np.flatnonzero(~again[0])) == picks[3]

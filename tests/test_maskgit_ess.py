@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mamjax import masks, nn
+from mamjax import nn
 from mamjax.maskgit import decoding as D
 from mamjax.maskgit import ess, self_critic
+from mamjax.maskgit import schedule as S
 
 K, N, B, DIM = 6, 10, 3, 4
+KEY = jax.random.key(77)  # orders the critic's ties in critical reverse sampling
 
 
 def toy_logits_fn(seed=0):
@@ -94,15 +96,16 @@ def test_stopping_step_matches_official_loop(T):
 def test_critical_reverse_sampling_masks_least_likely():
     fn, cb, T = toy_logits_fn(2), _codebook(), 8
     tokens = jax.random.randint(jax.random.key(3), (B, N), 0, K)
-    res = jax.jit(lambda t: ess.critical_reverse_sampling(fn, t, None, cb, num_steps=T))(tokens)
+    res = jax.jit(lambda t: ess.critical_reverse_sampling(fn, t, None, cb, KEY, num_steps=T))(tokens)
     logp = np.asarray(self_critic.critic_log_probs(fn, tokens, None, cb))
     for b in range(B):
         t_star = int(res.t_star[b])
         assert 1 <= t_star <= T - 1
-        n_hidden = int(masks.num_hidden_at(t_star, T, N))
+        n_hidden = int(S.hidden_counts(T, N)[t_star])
         hidden = np.flatnonzero(~np.asarray(res.mask[b]))
         assert len(hidden) == n_hidden
-        np.testing.assert_array_equal(np.sort(hidden), np.sort(np.argsort(logp[b], kind="stable")[:n_hidden]))
+        kept_logp = logp[b][np.asarray(res.mask[b])]
+        assert not len(kept_logp) or logp[b][hidden].max(initial=-np.inf) <= kept_logp.min()
         kept = np.asarray(res.mask[b])
         np.testing.assert_array_equal(np.asarray(res.tokens[b])[kept], np.asarray(tokens[b])[kept])
         assert (np.asarray(res.tokens[b])[~kept] == D.MASK_ID).all()
@@ -111,13 +114,13 @@ def test_critical_reverse_sampling_masks_least_likely():
 def test_reverse_error_matches_direct_computation():
     fn, cb, T = toy_logits_fn(4), _codebook(), 6
     tokens = jax.random.randint(jax.random.key(5), (1, N), 0, K)
-    res = ess.critical_reverse_sampling(fn, tokens, None, cb, num_steps=T)
+    res = ess.critical_reverse_sampling(fn, tokens, None, cb, KEY, num_steps=T)
     logp = np.asarray(self_critic.critic_log_probs(fn, tokens, None, cb))[0]
-    order = np.argsort(logp, kind="stable")
+    order = np.argsort(np.asarray(D.random_ranks(KEY, jnp.asarray(logp)[None]))[0])  # least likely first
     cbn, tok = np.asarray(cb), np.asarray(tokens)[0]
     for t in range(int(res.t_star[0]), T):  # the steps the walk reached
-        n_prev = int(masks.num_hidden_at(t - 1, T, N))
-        n_t = int(masks.num_hidden_at(t, T, N))
+        n_prev = int(S.hidden_counts(T, N)[t - 1])
+        n_t = int(S.hidden_counts(T, N)[t])
         if n_prev == n_t:
             continue
         m = np.ones(N, bool)
@@ -140,18 +143,18 @@ def test_ess_decode_end_to_end():
     t_star = np.asarray(rev.t_star)
     assert ((t_star >= 1) & (t_star <= 5)).all()
     # s_{t*} holds exactly the schedule's hidden count at t*; the output decodes every slot
-    expected_observed = [N - int(masks.num_hidden_at(int(t), 6, N)) for t in t_star]
+    expected_observed = [N - int(S.hidden_counts(6, N)[int(t)]) for t in t_star]
     np.testing.assert_array_equal(np.asarray(rev.mask).sum(1), expected_observed)
 
 
 def test_reverse_t_star_batch_level_and_per_sequence():
     fn, cb, T = toy_logits_fn(7), _codebook(), 8
     tokens = jax.random.randint(jax.random.key(8), (4, N), 0, K)
-    run = jax.jit(lambda t: (ess.critical_reverse_sampling(fn, t, None, cb, num_steps=T),
-                             ess.critical_reverse_sampling(fn, t, None, cb, num_steps=T, per_sequence=True)))
+    run = jax.jit(lambda t: (ess.critical_reverse_sampling(fn, t, None, cb, KEY, num_steps=T),
+                             ess.critical_reverse_sampling(fn, t, None, cb, KEY, num_steps=T, per_sequence=True)))
     batch, per_seq = run(tokens)
     errors = np.asarray(batch.errors)
-    counts = [int(masks.num_hidden_at(t, T, N)) for t in range(T)]
+    counts = [int(S.hidden_counts(T, N)[t]) for t in range(T)]
     no_diff = np.array([counts[t] == ([N] + counts)[t] for t in range(T)])
     expected_batch = _reference_stop(errors.mean(0), no_diff, T)
     assert (np.asarray(batch.t_star) == expected_batch).all()
@@ -163,7 +166,7 @@ def test_reverse_t_star_batch_level_and_per_sequence():
 def test_early_exit_walk_equals_batched_walk(per_sequence):
     fn, cb, T = toy_logits_fn(10), _codebook(), 8
     tokens = jax.random.randint(jax.random.key(11), (5, N), 0, K)
-    run = jax.jit(lambda t, e: ess.critical_reverse_sampling(fn, t, None, cb, num_steps=T, per_sequence=per_sequence,
+    run = jax.jit(lambda t, e: ess.critical_reverse_sampling(fn, t, None, cb, KEY, num_steps=T, per_sequence=per_sequence,
                                                              early_exit=e), static_argnums=1)
     fast, full = run(tokens, True), run(tokens, False)
     np.testing.assert_array_equal(np.asarray(fast.t_star), np.asarray(full.t_star))
@@ -184,11 +187,11 @@ def test_early_exit_walk_calls_the_prior_once_per_reached_step():
     tokens = jax.random.randint(jax.random.key(13), (2, N), 0, K)
     logp = self_critic.critic_log_probs(fn, tokens, None, cb)
     calls = []
-    res = jax.jit(lambda t, c: ess.critical_reverse_sampling(_counting(fn, calls), t, None, cb, num_steps=T,
+    res = jax.jit(lambda t, c: ess.critical_reverse_sampling(_counting(fn, calls), t, None, cb, KEY, num_steps=T,
                                                              critic_logp=c))(tokens, logp)
     jax.effects_barrier()
     t_star = int(res.t_star[0])
-    counts = [int(masks.num_hidden_at(t, T, N)) for t in range(T)]
+    counts = [int(S.hidden_counts(T, N)[t]) for t in range(T)]
     stopped_on_no_diff = counts[t_star] == ([N] + counts)[t_star]
     assert len(calls) == T - t_star - int(stopped_on_no_diff)
 
@@ -196,14 +199,14 @@ def test_early_exit_walk_calls_the_prior_once_per_reached_step():
 def test_resampling_skips_the_critic_when_nothing_is_hidden():
     fn, cb, T = toy_logits_fn(14), _codebook(), 6
     tokens = jax.random.randint(jax.random.key(15), (2, N), 0, K)
-    rev = ess.critical_reverse_sampling(fn, tokens, None, cb, num_steps=T)
+    rev = ess.critical_reverse_sampling(fn, tokens, None, cb, KEY, num_steps=T)
     critic_calls = []
     loo = _counting(lambda t, labels: self_critic.leave_one_out_logits(fn, t, labels), critic_calls)
     jax.jit(lambda k: ess.critical_resampling(fn, rev, None, cb, k, num_steps=T, leave_one_out_fn=loo))(
         jax.random.key(0))
     jax.effects_barrier()
     t_star = int(rev.t_star[0])
-    hides = [int(masks.num_hidden_at(t, T, N)) > 0 for t in range(t_star, T)]
+    hides = [int(S.hidden_counts(T, N)[t]) > 0 for t in range(t_star, T)]
     assert len(critic_calls) == sum(hides) < T - t_star
 
 
@@ -220,3 +223,15 @@ def test_transformer_leave_one_out_gives_the_same_ess_samples():
     for seed in range(3):
         np.testing.assert_array_equal(np.asarray(run(jax.random.key(seed), None)),
                                       np.asarray(run(jax.random.key(seed), loo)))
+
+
+def test_reverse_sampling_breaks_critic_ties_at_random():
+    """All-zero critic scores: the re-masked tokens are not always the earliest; the same key re-masks the same ones."""
+    fn, cb, T = toy_logits_fn(16), _codebook(), 8
+    tokens = jax.random.randint(jax.random.key(17), (1, N), 0, K)
+    zeros = jnp.zeros((1, N))
+    run = jax.jit(lambda k: ess.critical_reverse_sampling(fn, tokens, None, cb, k, num_steps=T, critic_logp=zeros))
+    hidden = [tuple(np.flatnonzero(~np.asarray(run(jax.random.key(s)).mask[0]))) for s in range(6)]
+    firsts = [tuple(range(len(h))) for h in hidden]
+    assert hidden != firsts and len(set(hidden)) > 1
+    assert tuple(np.flatnonzero(~np.asarray(run(jax.random.key(2)).mask[0]))) == hidden[2]

@@ -6,12 +6,16 @@ confidence (naive MaskGIT: the log-probability of its sampled token; ESS: the
 self-Token-Critic's score), Gumbel noise with temperature ``tau * (1 - r)``,
 ``r = (t + 1) / T``, is added, and the ``floor(N0 * gamma(r))`` least confident
 positions stay (or become) hidden. ``N0`` is the number of hidden tokens at the
-start, ``gamma`` a schedule of :mod:`mamjax.masks`.
+start; the count comes from :mod:`mamjax.maskgit.schedule`, the one exact schedule
+that naive decoding and both ESS stages share. Ties of the noisy confidence (e.g.
+the critic's equal scores at zero temperature) are broken at random from the step's key.
 
 The loop is a ``lax.while_loop`` over a :class:`DecodeState` pytree. Naive
-decoding (``lock_observed=True``) never re-masks a revealed token and reveals
-at least one token per step; the ESS resampling stage (``lock_observed=False``)
-lets its confidence re-mask any token and starts at a per-row step.
+decoding (``lock_observed=True``) never re-masks a revealed token (as in the
+official TimeVQVAE code there is no "reveal at least one token per step" clip: a
+step whose count does not change reveals none); the ESS resampling stage
+(``lock_observed=False``) lets its confidence re-mask any token and starts at a
+per-row step.
 
 Mask convention: ``True`` = observed. Hidden token slots hold :data:`MASK_ID`.
 """
@@ -26,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mamjax import masks as masks_lib
+from mamjax.maskgit import schedule as schedule_lib
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -34,7 +39,7 @@ ConfidenceFn = Callable[[Array, Array | None], Array]
 
 MASK_ID = -1
 
-__all__ = ["MASK_ID", "DecodeState", "guided_logits", "mask_by_random_topk", "scheduled_hidden",
+__all__ = ["MASK_ID", "DecodeState", "guided_logits", "mask_by_random_topk", "random_ranks", "scheduled_hidden",
            "decode_step", "decode"]
 
 
@@ -74,6 +79,9 @@ def guided_logits(logits_fn: LogitsFn, tokens: Array, mask: Array, labels: Array
 def mask_by_random_topk(key: PRNGKey, num_hidden: Array, confidence: Array, temperature) -> Array:
     """Hides exactly ``num_hidden[b]`` positions: the lowest ``confidence + temperature * Gumbel``.
 
+    Ties (equal noisy confidences, e.g. at ``temperature = 0``) are broken by a uniform
+    random order drawn from ``key``, never by position.
+
     Args:
       key: PRNG key.
       num_hidden: ``[B] int`` in [0, L].
@@ -87,20 +95,22 @@ def mask_by_random_topk(key: PRNGKey, num_hidden: Array, confidence: Array, temp
         n = np.asarray(num_hidden)
         if n.size and (n.min() < 0 or n.max() > confidence.shape[-1]):
             raise ValueError(f"`num_hidden` must lie in [0, {confidence.shape[-1]}]; got {n.tolist()}.")
-    noisy = confidence + temperature * jax.random.gumbel(key, confidence.shape)
-    ranks = jnp.argsort(jnp.argsort(noisy, axis=-1, stable=True), axis=-1, stable=True)
-    return ranks >= num_hidden[:, None]
+    k_gumbel, k_tie = jax.random.split(key)
+    noisy = confidence + temperature * jax.random.gumbel(k_gumbel, confidence.shape)
+    return random_ranks(k_tie, noisy) >= num_hidden[:, None]
 
 
-def scheduled_hidden(step: Array, num_steps: int, num_initial_hidden: Array, schedule: str = "cosine") -> Array:
-    """``floor(N0 * gamma((step + 1) / T))`` per row: ``[B] int32``.
+def random_ranks(key: PRNGKey, scores: Array) -> Array:
+    """``[B, L] int32`` rank of each score in its row (0 = lowest), ties in a random order from ``key``."""
+    tie = jax.random.uniform(key, scores.shape)
+    order = jnp.lexsort((tie, scores), axis=-1)  # primary key: scores; secondary: the random draw
+    return jnp.argsort(order, axis=-1).astype(jnp.int32)
 
-    Equals :func:`mamjax.masks.num_hidden_at` when ``N0`` is the sequence length.
-    """
-    gamma = masks_lib.get_schedule(schedule)
-    ratio = (jnp.asarray(step, jnp.float32) + 1.0) / num_steps
-    n = jnp.floor(num_initial_hidden.astype(jnp.float32) * gamma(ratio)).astype(jnp.int32)
-    return jnp.clip(n, 0, num_initial_hidden)
+
+def scheduled_hidden(step: Array, num_steps: int, num_initial_hidden: Array, seq_len: int,
+                     schedule: str = "cosine") -> Array:
+    """``floor(N0 * gamma((step + 1) / T))`` per row, exact: ``[B] int32`` (:func:`mamjax.maskgit.schedule.num_hidden`)."""
+    return schedule_lib.num_hidden(step, num_steps, num_initial_hidden, seq_len, schedule)
 
 
 def decode_step(state: DecodeState, logits_fn: LogitsFn, *, labels: Array | None, num_steps: int,
@@ -112,7 +122,7 @@ def decode_step(state: DecodeState, logits_fn: LogitsFn, *, labels: Array | None
     logits = guided_logits(logits_fn, state.tokens, state.mask, labels, guidance_scale, null_label)
     sampled = jax.random.categorical(k_sample, logits, axis=-1).astype(jnp.int32)
     sampled = jnp.where(state.mask, state.tokens, sampled)
-    num_hidden = scheduled_hidden(state.step, num_steps, num_initial_hidden, schedule)
+    num_hidden = scheduled_hidden(state.step, num_steps, num_initial_hidden, state.tokens.shape[1], schedule)
     active = (state.step >= start_step)[:, None]
     if confidence_fn is None:
         logp = jax.nn.log_softmax(logits, axis=-1)
@@ -121,10 +131,8 @@ def decode_step(state: DecodeState, logits_fn: LogitsFn, *, labels: Array | None
         needed = jnp.any((num_hidden > 0) & active[:, 0])
         confidence = jax.lax.cond(needed, lambda: confidence_fn(sampled, labels).astype(logits.dtype),
                                   lambda: jnp.zeros(sampled.shape, logits.dtype))
-    if lock_observed:
+    if lock_observed:  # the schedule never asks for more hidden tokens than there are: revealed ones stay
         confidence = jnp.where(state.mask, jnp.inf, confidence)
-        hidden_now = jnp.sum(~state.mask, axis=-1)
-        num_hidden = jnp.minimum(num_hidden, jnp.maximum(hidden_now - 1, 0))
     ratio = (state.step.astype(jnp.float32) + 1.0) / num_steps
     new_mask = mask_by_random_topk(k_noise, num_hidden, confidence, temperature * (1.0 - ratio))
     mask = jnp.where(active, new_mask, state.mask)
@@ -170,7 +178,8 @@ def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, lab
     masks_lib.check_mask(mask, "mask", tokens.shape)
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"`num_steps` must be a positive int; got {num_steps!r}.")
-    masks_lib.get_schedule(schedule)
+    if schedule not in schedule_lib.SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {list(schedule_lib.SCHEDULES)}; got {schedule!r}.")
     if masks_lib.is_concrete(temperature) and not np.all(np.asarray(temperature) >= 0):
         raise ValueError(f"`temperature` must be >= 0; got {temperature!r}.")
     if null_label is None and isinstance(guidance_scale, (int, float)) and guidance_scale != 1:

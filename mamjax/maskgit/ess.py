@@ -30,8 +30,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mamjax import masks as masks_lib
-from mamjax.maskgit.decoding import MASK_ID, decode
+from mamjax.maskgit.decoding import MASK_ID, decode, random_ranks
+from mamjax.maskgit import schedule as schedule_lib
 from mamjax.maskgit import self_critic, vq
 
 Array = jax.Array
@@ -49,7 +49,7 @@ class ReverseResult(NamedTuple):
     Attributes:
       t_star: ``[B] int32`` step t* to resume decoding from.
       tokens: ``[B, N]`` s_{t*} (hidden slots hold ``MASK_ID``).
-      mask: ``[B, N] bool``, True = observed (``num_hidden_at(t*)`` hidden).
+      mask: ``[B, N] bool``, True = observed (``schedule.hidden_counts(T, N)[t*]`` hidden).
       errors: ``[B, T]`` error per step (index t; entry 0 unused, NaN-free zeros where undefined).
     """
 
@@ -59,9 +59,8 @@ class ReverseResult(NamedTuple):
     errors: Array
 
 
-def _hidden_sets(critic_logp: Array, counts: Array) -> Array:
-    """``H[t, b, n]``: position n among the ``counts[t]`` least critic-likely of row b."""
-    ranks = jnp.argsort(jnp.argsort(critic_logp, axis=-1, stable=True), axis=-1, stable=True)  # [B, N]
+def _hidden_sets(ranks: Array, counts: Array) -> Array:
+    """``H[t, b, n]``: position n among the ``counts[t]`` least critic-likely of row b (``ranks [B, N]``)."""
     return ranks[None] < counts[:, None, None]
 
 
@@ -108,7 +107,8 @@ def stopping_step(errors: Array, no_diff: Array, num_steps: int, ma_rate: float 
     return carry[1]
 
 
-def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array | None, codebook: Array, *,
+def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array | None, codebook: Array,
+                              key: PRNGKey, *,
                               num_steps: int = 10, schedule: str = "cosine", ma_rate: float = 0.3,
                               threshold: float = 1.0, critic_logp: Array | None = None,
                               per_sequence: bool = False, early_exit: bool = True,
@@ -120,6 +120,9 @@ def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array 
       tokens: ``[B, N] int`` full samples.
       labels: ``[B]`` or None.
       codebook: ``[K, d]``.
+      key: PRNG key that orders the critic's ties (every token the prior reproduces scores the
+        same): tied tokens are re-masked in a random order, not the earliest first. One ranking
+        serves every step of the walk, so the hidden sets stay nested.
       num_steps: T of the decoding schedule (>= 2).
       critic_logp: ``[B, N]`` precomputed critic scores of ``tokens`` (else computed here).
       per_sequence: one t* per sequence (True) or one for the batch from the batch-mean error
@@ -138,10 +141,11 @@ def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array 
     b, n = tokens.shape
     if critic_logp is None:
         critic_logp = self_critic.critic_log_probs(logits_fn, tokens, labels, codebook, leave_one_out_fn)
-    counts = jnp.stack([masks_lib.num_hidden_at(t, num_steps, n, schedule) for t in range(num_steps)])
+    counts = jnp.asarray(schedule_lib.hidden_counts(num_steps, n, schedule))  # the decoder's own schedule
     counts_prev = jnp.concatenate([jnp.array([n], jnp.int32), counts[:-1]])  # hidden before step t
-    hidden = _hidden_sets(critic_logp, counts)  # [T, B, N] hidden after step t
-    hidden_prev = _hidden_sets(critic_logp, counts_prev)  # [T, B, N] hidden after step t - 1
+    ranks = random_ranks(key, critic_logp)  # [B, N], ties in a random order
+    hidden = _hidden_sets(ranks, counts)  # [T, B, N] hidden after step t
+    hidden_prev = _hidden_sets(ranks, counts_prev)  # [T, B, N] hidden after step t - 1
     no_diff = counts == counts_prev  # [T]
     emb = vq.lookup(tokens, codebook)  # [B, N, d]
 
@@ -187,7 +191,7 @@ def critical_resampling(logits_fn: LogitsFn, reverse: ReverseResult, labels: Arr
     """Decodes ``s_{t*}`` forward from step ``t*`` with the critic as the confidence.
 
     At each step all hidden tokens are sampled from the (guided) prior, the critic
-    scores the whole candidate sequence, and the ``num_hidden_at(t)`` lowest
+    scores the whole candidate sequence, and the ``schedule.hidden_counts(T, N)[t]`` lowest
     (Gumbel-noised) scores are hidden again - previously kept tokens included.
     The loop runs steps ``min(t*), ..., T - 1`` only.
 
@@ -225,12 +229,12 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
     for name, v in (("batch_size", batch_size), ("seq_len", seq_len), ("num_steps", num_steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
-    k_naive, k_resample = jax.random.split(key)
+    k_naive, k_reverse, k_resample = jax.random.split(key, 3)
     blank = jnp.full((batch_size, seq_len), MASK_ID, jnp.int32)
     hidden = jnp.zeros((batch_size, seq_len), bool)
     naive = decode(logits_fn, blank, hidden, k_naive, labels=labels, num_steps=num_steps, schedule=schedule,
                    temperature=temperature, guidance_scale=guidance_scale, null_label=null_label)
-    reverse = critical_reverse_sampling(logits_fn, naive, labels, codebook, num_steps=num_steps,
+    reverse = critical_reverse_sampling(logits_fn, naive, labels, codebook, k_reverse, num_steps=num_steps,
                                         schedule=schedule, ma_rate=ma_rate, per_sequence=per_sequence,
                                         early_exit=early_exit, leave_one_out_fn=leave_one_out_fn)
     out = critical_resampling(logits_fn, reverse, labels, codebook, k_resample, num_steps=num_steps,

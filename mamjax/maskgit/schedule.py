@@ -1,0 +1,87 @@
+"""The one unmasking schedule of MaskGIT decoding, naive and ESS alike, computed exactly on the host.
+
+After decoding step ``t`` (0-based) of ``T``, ``floor(N0 * gamma((t + 1) / T))`` of the ``N0``
+tokens that were hidden at the start stay hidden (TimeVQVAE's ``mask_len``; no "reveal at least
+one token per step" clip, as in the official code). Naive decoding, critical reverse sampling and
+critical resampling all read this count from :func:`hidden_count_table`, so a comparison of the
+samplers runs both on the same schedule.
+
+The counts are exact: ``linear`` in integers, ``(N0 (T - t - 1)) // T``; ``cosine`` in float64 with
+the two ratios where ``cos(pi r / 2)`` is rational (Niven's theorem: ``r = 2/3`` gives exactly 1/2,
+``r = 1`` gives 0) computed in integers. (In float32, ``floor(n cos(pi / 3))`` gives ``n / 2 - 1``
+for even ``n``.) ``tests/test_maskgit_schedule.py`` checks every ``T <= 32``, ``N0 <= 256``
+against 50-digit arithmetic.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+SCHEDULES = ("cosine", "linear")
+
+__all__ = ["SCHEDULES", "hidden_counts", "hidden_count_table", "num_hidden"]
+
+
+def _check(num_steps: int, max_hidden: int, schedule: str) -> None:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"`num_steps` must be a positive int; got {num_steps!r}.")
+    if isinstance(max_hidden, bool) or not isinstance(max_hidden, (int, np.integer)) or max_hidden < 0:
+        raise ValueError(f"`max_hidden` must be an int >= 0; got {max_hidden!r}.")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}; got {schedule!r}.")
+
+
+def hidden_counts(num_steps: int, num_initial_hidden: int, schedule: str = "cosine") -> np.ndarray:
+    """``[T] int``: tokens still hidden after each step, for one ``N0`` (see the module docstring)."""
+    return hidden_count_table(num_steps, num_initial_hidden, schedule)[num_initial_hidden]
+
+
+@functools.lru_cache(maxsize=256)
+def _table(num_steps: int, max_hidden: int, schedule: str) -> np.ndarray:
+    n = np.arange(max_hidden + 1, dtype=np.int64)[:, None]  # [N0, 1]
+    k = np.arange(1, num_steps + 1, dtype=np.int64)[None, :]  # t + 1, [1, T]
+    if schedule == "linear":
+        out = (n * (num_steps - k)) // num_steps
+    else:
+        out = np.floor(n * np.cos(np.pi * k / (2.0 * num_steps))).astype(np.int64)
+        out = np.where(3 * k == 2 * num_steps, n // 2, out)  # cos(pi/3) = 1/2 exactly
+        out = np.where(k == num_steps, 0, out)  # cos(pi/2) = 0 exactly
+    out = np.clip(out, 0, n).astype(np.int32)
+    out.setflags(write=False)
+    return out
+
+
+def hidden_count_table(num_steps: int, max_hidden: int, schedule: str = "cosine") -> np.ndarray:
+    """``table[N0, t]``: tokens hidden after step ``t`` for every ``N0`` in ``[0, max_hidden]``.
+
+    Args:
+      num_steps: T.
+      max_hidden: the largest ``N0`` (the sequence length).
+      schedule: ``"cosine"`` or ``"linear"``.
+
+    Returns:
+      read-only ``[max_hidden + 1, T] int32`` numpy array; non-increasing in ``t``, 0 at ``t = T - 1``.
+    """
+    _check(num_steps, max_hidden, schedule)
+    return _table(int(num_steps), int(max_hidden), schedule)
+
+
+def num_hidden(step: Array, num_steps: int, num_initial_hidden: Array, seq_len: int,
+               schedule: str = "cosine") -> Array:
+    """Traceable lookup of :func:`hidden_count_table`: ``[B] int32`` hidden after ``step``.
+
+    Args:
+      step: int scalar in ``[0, T)`` (traced inside the decoding loop).
+      num_steps: T (static).
+      num_initial_hidden: ``[B] int`` N0 per row, in ``[0, seq_len]``.
+      seq_len: L (static), the table's largest N0.
+      schedule: ``"cosine"`` or ``"linear"``.
+    """
+    table = jnp.asarray(hidden_count_table(num_steps, seq_len, schedule))
+    return table[jnp.clip(num_initial_hidden, 0, seq_len), jnp.clip(step, 0, num_steps - 1)]
