@@ -19,6 +19,7 @@ import optax
 
 from mamjax import masks as masks_lib
 from mamjax import train
+from mamjax.marginal import agreement
 from mamjax.marginal import arm as arm_lib
 from mamjax.marginal import losses
 from mamjax.marginal import marginal_net
@@ -28,7 +29,7 @@ Array = jax.Array
 
 __all__ = ["Nets", "make_nets", "mnist_arrays", "arm_stage", "mam_stage", "energy_stage", "random_subsets",
            "ising_target", "ising_ground_truth", "evaluate_energy_model",
-           "evaluate_nll", "subset_agreement", "time_queries", "save_image_grid", "save_scatter"]
+           "evaluate_nll", "subset_agreement", "paper_agreement", "time_queries", "save_image_grid", "save_scatter"]
 
 
 class Nets(NamedTuple):
@@ -141,17 +142,36 @@ def _batched(fn, *arrays, batch_size: int):
     return np.concatenate(outs)
 
 
-def evaluate_nll(nets: Nets, params: dict, x: Array, key: Array, *, num_orderings: int = 4,
-                 batch_size: int = 100) -> dict:
-    """Test NLL (nats per example and bits/dim) of AO-ARM-S, AO-ARM-E(M) and the MaM.
+@functools.lru_cache(maxsize=32)
+def _jitted_ensemble(cond_apply):
+    return jax.jit(functools.partial(arm_lib.arm_log_marginal_ensemble, cond_apply), static_argnums=(4,))
 
-    MaM: ``-(f(x) - f(empty))`` (the paper's normalization). AO-ARM-S: one random ordering
-    per example; AO-ARM-E: log-mean-exp over ``num_orderings`` orderings.
+
+def _ensemble_fn(nets: Nets):
+    """AO-ARM-S/E of ``nets``, compiled once per network (repeated evaluations reuse it)."""
+    return _jitted_ensemble(nets.cond_apply)
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_completion(cond_apply, counts: tuple):
+    return jax.jit(functools.partial(agreement.censor_and_complete, cond_apply, num_censored=counts))
+
+
+def evaluate_nll(nets: Nets, params: dict, x: Array, key: Array, *, num_orderings: int = 5,
+                 batch_size: int = 100) -> dict:
+    """Test NLL (nats per example and bits/dim) of AO-ARM-S, AO-ARM-E(M) and the MaM marginal network.
+
+    - ``ao_arm_s``: the conditional network's chain rule along one random ordering per example
+      (a normalized likelihood; the paper's MaM NLL is this number, since MaM uses the
+      conditional network for likelihoods);
+    - ``ao_arm_e``: log-mean-exp over ``num_orderings`` orderings (paper: 5);
+    - ``mam``: the marginal network's ``-(f(x) - f(empty))``, NOT a normalized likelihood
+      (nothing forces ``sum_x exp f(x) = exp f(empty)``); report it under its own name.
     """
     d = nets.num_dims
     full = jnp.ones(x.shape, bool)
     k_s, k_e = jax.random.split(key)
-    ens = jax.jit(functools.partial(arm_lib.arm_log_marginal_ensemble, nets.cond_apply), static_argnums=(4,))
+    ens = _ensemble_fn(nets)
     arm_s = _batched(lambda a, m: ens(params["conditional"], a, m, k_s, 1), x, full, batch_size=batch_size)
     arm_e = _batched(lambda a, m: ens(params["conditional"], a, m, k_e, num_orderings), x, full,
                      batch_size=batch_size)
@@ -164,27 +184,76 @@ def evaluate_nll(nets: Nets, params: dict, x: Array, key: Array, *, num_ordering
         out[f"{name}_nats"] = float(-np.mean(ll))
         out[f"{name}_bpd"] = float(-np.mean(ll) * to_bpd)
     out["f_empty"] = float(f0)
+    out["num_orderings"] = int(num_orderings)
     return out
 
 
-def subset_agreement(nets: Nets, params: dict, x: Array, key: Array, *, num_orderings: int = 4,
+def subset_agreement(nets: Nets, params: dict, x: Array, key: Array, *, num_orderings: int = 5,
                      batch_size: int = 50) -> dict:
-    """MaM vs AO-ARM-E log-marginals of random subsets of ``x`` (one subset per example).
+    """Pooled MaM vs AO-ARM-E log-marginals of random subsets of ``x`` (one subset of random size each).
 
-    Returns Spearman and Pearson correlations, mean |difference| (nats) and the raw pairs.
+    Not the paper's protocol (see :func:`paper_agreement`): pooled over subset sizes, the
+    correlation is mostly explained by |S|, which ``size_only_*`` (the score ``-|S|``, same
+    correlation functions) shows.
+
+    Returns Spearman and Pearson correlations, mean |difference| (nats), the |S|-only control and
+    the raw pairs.
     """
     from scipy import stats
 
     k_mask, k_arm = jax.random.split(key)
     mask = random_subsets(k_mask, x.shape[0], nets.num_dims)
-    ens = jax.jit(functools.partial(arm_lib.arm_log_marginal_ensemble, nets.cond_apply), static_argnums=(4,))
-    arm_e = _batched(lambda a, m: ens(params["conditional"], a, m, k_arm, num_orderings), x, mask,
+    arm_e = _batched(lambda a, m: _ensemble_fn(nets)(params["conditional"], a, m, k_arm, num_orderings), x, mask,
                      batch_size=batch_size)
     f0 = float(marginal_net.log_normalizer(nets.marg_apply, params["marginal"], nets.num_dims))
     mam = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], x, mask)) - f0
+    size = np.asarray(agreement.size_only_scores(mask))
     return {"spearman": float(stats.spearmanr(mam, arm_e).statistic), "pearson": float(stats.pearsonr(mam, arm_e)[0]),
+            "size_only_spearman": float(stats.spearmanr(size, arm_e).statistic),
+            "size_only_pearson": float(stats.pearsonr(size, arm_e)[0]),
             "mean_abs_diff": float(np.mean(np.abs(mam - arm_e))), "mam": mam, "ao_arm_e": arm_e,
             "subset_size": np.asarray(mask.sum(-1))}
+
+
+def paper_agreement(nets: Nets, params: dict, x: Array, key: Array, *, num_censored=None, num_orderings: int = 5,
+                    threshold: float = 5.0, batch_size: int = 50) -> dict:
+    """The paper's agreement protocol (:mod:`mamjax.marginal.agreement`) with its controls.
+
+    Each test image is censored by ``num_censored`` (default: the paper's 100/400/700 scaled to D)
+    along one random ordering and completed by the AO-ARM; the completions are scored by the MaM
+    (``f(x)``), AO-ARM-E (``num_orderings``, the reference) and AO-ARM-S (one ordering: the
+    official "self" agreement); near-duplicates within ``threshold`` nats of AO-ARM-E are dropped;
+    per-image correlations are averaged. The same function scores two controls: ``size_only``
+    (``-|S|``; constant on full images, so 0 by convention) and ``censor_count`` (``-n``).
+
+    Returns:
+      ``{"mam": {...}, "ao_arm_s": {...}, "size_only": {...}, "censor_count": {...}}`` (each with
+      ``spearman``, ``pearson``, ``num_images``, ``num_pairs``), ``"num_censored"``, and the raw
+      ``"scores"`` ``[B, M]`` arrays.
+    """
+    d = nets.num_dims
+    counts = agreement.scaled_censor_counts(d) if num_censored is None else tuple(num_censored)
+    k_comp, k_e, k_s = jax.random.split(key, 3)
+    comp, _ = _jitted_completion(nets.cond_apply, counts)(params["conditional"], x, k_comp)
+    batch, m = comp.shape[:2]
+    flat = comp.reshape(-1, d)
+    full = jnp.ones(flat.shape, bool)
+    ens = _ensemble_fn(nets)
+    arm_e = _batched(lambda a, mk: ens(params["conditional"], a, mk, k_e, num_orderings), flat, full,
+                     batch_size=batch_size).reshape(batch, m)
+    arm_s = _batched(lambda a, mk: ens(params["conditional"], a, mk, k_s, 1), flat, full,
+                     batch_size=batch_size).reshape(batch, m)
+    mam = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], flat, full)).reshape(batch, m)
+    keep = np.asarray(agreement.drop_near_duplicates(arm_e, threshold))
+    controls = {"size_only": np.asarray(agreement.size_only_scores(full)).reshape(batch, m),
+                "censor_count": np.asarray(agreement.censor_count_scores(counts, batch))}
+    out = {"num_censored": list(counts), "num_orderings": int(num_orderings), "threshold": float(threshold)}
+    scores = {"mam": mam, "ao_arm_s": arm_s, **controls}
+    for name, sc in scores.items():
+        res = agreement.per_image_correlations(sc, arm_e, keep)
+        out[name] = {k: v for k, v in res.items() if np.ndim(v) == 0}
+    out["scores"] = dict(scores, ao_arm_e=arm_e, keep=keep)
+    return out
 
 
 def time_queries(nets: Nets, params: dict, x: Array, mask: Array, *, min_time: float = 1.0) -> dict:
@@ -208,45 +277,50 @@ def time_queries(nets: Nets, params: dict, x: Array, mask: Array, *, min_time: f
 
 
 def save_image_grid(images: np.ndarray, path: str, side: int, ncol: int = 8, title: str | None = None) -> str:
-    """Saves ``[N, side*side]`` binary images as a PNG grid."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Saves ``[N, side*side]`` binary images (or spins) as a PNG grid with visible separators.
 
-    images = np.asarray(images).reshape(-1, side, side)
+    Cells are drawn black (1) on white (0) and framed by a mid-grey 1-pixel border, so an all-black
+    sample (e.g. an aligned Ising state) stays distinguishable from its neighbours.
+    """
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays
+
+    images = np.asarray(images, np.float64).reshape(-1, side, side)
+    if images.min() < 0:  # spins in {-1, +1}
+        images = (images + 1) / 2
     n = images.shape[0]
+    ncol = max(1, min(ncol, n))
     nrow = int(np.ceil(n / ncol))
-    grid = np.ones((nrow * (side + 1), ncol * (side + 1)))
+    cell = side + 1
+    grid = np.full((nrow * cell + 1, ncol * cell + 1), 0.5)  # grey separators
     for i in range(n):
         r, c = divmod(i, ncol)
-        grid[r * (side + 1):r * (side + 1) + side, c * (side + 1):c * (side + 1) + side] = images[i]
-    fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.4, nrow * 0.6 + 0.4))
-    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1)
+        grid[1 + r * cell:1 + r * cell + side, 1 + c * cell:1 + c * cell + side] = images[i]
+    fig = Figure(figsize=(ncol * 0.6 + 0.4, nrow * 0.6 + 0.6))
+    ax = fig.add_subplot()
+    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def save_scatter(a: np.ndarray, b: np.ndarray, path: str, xlabel: str, ylabel: str, title: str = "") -> str:
     """Scatter of two sets of log-likelihoods with the y = x line."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = Figure(figsize=(4, 4))
+    ax = fig.add_subplot()
     ax.scatter(a, b, s=4, alpha=0.6)
     lo, hi = float(min(np.min(a), np.min(b))), float(max(np.max(a), np.max(b)))
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="y = x")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, loc="upper left")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mamjax import masks as masks_lib
 from mamjax import nn as nn_lib
 from mamjax.marginal import encoding
 
@@ -75,27 +76,24 @@ def make_marginal_net(key: PRNGKey, num_dims: int, num_classes: int = 2, *, back
         module = _MarginalTransformer(num_dims, num_classes, width, depth, num_heads, rngs)
     else:
         raise ValueError(f"`backbone` must be one of ['mlp', 'transformer']; got {backbone!r}.")
-    return nn_lib.functional(module)
+    apply, params = nn_lib.functional(module)
+    apply.num_classes = num_classes  # read by log_marginal's eager value check
+    return apply, params
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def log_marginal(marg_apply: MargApply, params: Params, x: Array, mask: Array) -> Array:
-    """``log p_theta(x_S) = f_theta(x_S)`` for any batch shape, in one network call.
-
-    Args:
-      marg_apply: marginal network.
-      params: its parameters.
-      x: ``[..., D] int``.
-      mask: ``[..., D] bool``, broadcastable against ``x`` (e.g. ``x [D]`` with ``mask [M, D]``
-        scores M subsets of one example).
-
-    Returns:
-      ``[...]`` log marginals (unnormalized by ``f(empty)``; see :func:`log_normalizer`).
-    """
+def _check_values(marg_apply: MargApply, x: Array, mask: Array, num_classes: int | None) -> None:
+    """Dtypes always; observed ids in ``[0, K)`` eagerly when ``x`` and ``mask`` are concrete."""
     if not jnp.issubdtype(x.dtype, jnp.integer):
         raise TypeError(f"`x` must be an integer array of category ids; got dtype {x.dtype}.")
     if mask.dtype != jnp.bool_:
         raise TypeError(f"`mask` must be a boolean array (True = observed); got dtype {mask.dtype}.")
+    k = getattr(marg_apply, "num_classes", None) if num_classes is None else num_classes
+    if k is not None and masks_lib.is_concrete(x) and masks_lib.is_concrete(mask):
+        masks_lib.check_token_ids(jnp.where(mask, x, 0), int(k), "x")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _log_marginal(marg_apply: MargApply, params: Params, x: Array, mask: Array) -> Array:
     shape = jnp.broadcast_shapes(x.shape, mask.shape)
     xb, mb = jnp.broadcast_to(x, shape), jnp.broadcast_to(mask, shape)
     num_dims = shape[-1]
@@ -103,16 +101,49 @@ def log_marginal(marg_apply: MargApply, params: Params, x: Array, mask: Array) -
     return out.reshape(shape[:-1])
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def log_marginal_many_masks(marg_apply: MargApply, params: Params, x: Array, masks: Array) -> Array:
-    """Scores M subsets of each of B examples: ``x [B, D]``, ``masks [M, D]`` -> ``[B, M]``.
+def log_marginal(marg_apply: MargApply, params: Params, x: Array, mask: Array, *,
+                 num_classes: int | None = None) -> Array:
+    """``log p_theta(x_S) = f_theta(x_S)`` for any batch shape, in one (jitted) network call.
 
-    Written per (example, mask) and vmapped twice (one network row each).
+    Args:
+      marg_apply: marginal network.
+      params: its parameters.
+      x: ``[..., D] int``; observed entries in ``[0, K)``.
+      mask: ``[..., D] bool``, broadcastable against ``x`` (e.g. ``x [D]`` with ``mask [M, D]``
+        scores M subsets of one example).
+      num_classes: K for the value check; default the network's own (set by
+        :func:`make_marginal_net`); None for a user network without it skips the check.
+
+    Returns:
+      ``[...]`` log marginals (unnormalized by ``f(empty)``; see :func:`log_normalizer`).
+
+    Raises:
+      TypeError: non-integer ``x`` or non-bool ``mask`` (also under ``jit``).
+      ValueError: observed ids outside ``[0, K)`` (eager: concrete inputs only, not under ``jit``).
     """
+    x, mask = jnp.asarray(x), jnp.asarray(mask)
+    _check_values(marg_apply, x, mask, num_classes)
+    return _log_marginal(marg_apply, params, x, mask)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _many_masks(marg_apply: MargApply, params: Params, x: Array, masks: Array) -> Array:
     def one(xi, mi):
         return marg_apply(params, xi[None], mi[None])[0]
 
     return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(x, masks)
+
+
+def log_marginal_many_masks(marg_apply: MargApply, params: Params, x: Array, masks: Array, *,
+                            num_classes: int | None = None) -> Array:
+    """Scores M subsets of each of B examples: ``x [B, D]``, ``masks [M, D]`` -> ``[B, M]``.
+
+    Written per (example, mask) and vmapped twice (one network row each). Values of ``x`` are
+    checked against K as in :func:`log_marginal` (eager, concrete inputs only).
+    """
+    x, masks = jnp.asarray(x), jnp.asarray(masks)
+    _check_values(marg_apply, x, jnp.ones(x.shape, bool), num_classes)
+    return _many_masks(marg_apply, params, x, masks)
 
 
 def log_normalizer(marg_apply: MargApply, params: Params, num_dims: int) -> Array:
