@@ -69,3 +69,32 @@ def test_fit_with_mesh_runs():
 def test_shard_batch_rejects_indivisible():
     with pytest.raises(ValueError, match="divisible"):
         sharding.shard_batch(np.zeros((10, 3)), sharding.data_mesh())
+
+
+def test_mesh_orders_devices_by_process_and_id():
+    mesh = sharding.data_mesh(list(reversed(jax.devices())))
+    assert [d.id for d in mesh.devices.flat] == sorted(d.id for d in jax.devices())
+
+
+def test_shard_batch_of_stacked_steps_splits_axis_one():
+    stacked = np.arange(3 * 16 * 2, dtype=np.float32).reshape(3, 16, 2)  # [steps, batch, features]
+    x = sharding.shard_batch({"x": stacked}, sharding.data_mesh(), batch_axis=1)["x"]
+    assert x.addressable_shards[0].data.shape == (3, 2, 2)
+    np.testing.assert_array_equal(np.asarray(x), stacked)
+    with pytest.raises(ValueError, match="batch axis 1"):
+        sharding.shard_batch(np.zeros(8), sharding.data_mesh(), batch_axis=1)
+
+
+def test_prefetch_runs_ahead_and_keeps_order():
+    calls = []
+
+    def put(b):
+        calls.append(b)
+        return b * 10
+
+    it = sharding.prefetch(iter(range(5)), put, size=3)
+    assert next(it) == 0 and calls == [0, 1, 2]  # two batches ahead of the one handed out
+    assert list(it) == [10, 20, 30, 40]
+    assert list(sharding.prefetch(iter(range(3)), put, size=1)) == [0, 10, 20]
+    with pytest.raises(ValueError, match="`size`"):
+        list(sharding.prefetch(iter(range(3)), put, size=0))

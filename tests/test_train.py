@@ -13,6 +13,7 @@ from mamjax import nn, train
 from mamjax.data.stream import BatchStream
 
 HELPER = os.path.join(os.path.dirname(__file__), "helpers", "toy_run.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _toy_problem():
@@ -76,7 +77,8 @@ def test_stateful_step_threads_model_state():
 
 
 def test_killed_run_resumes_bit_identical(tmp_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))  # this checkout's mamjax
 
     def run(workdir, out, kill_at=None):
         cmd = [sys.executable, HELPER, str(workdir), "40", str(out)] + ([str(kill_at)] if kill_at else [])
