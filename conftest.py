@@ -18,4 +18,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-jax.config.update("jax_debug_nans", True)
+# MAMJAX_DEBUG_NANS=0 turns NaN checking off: under the lowest supported jax (0.7.1) it also fires on
+# NaNs that tests create on purpose inside jit (a poisoned batch, a masked branch), which jax 0.10 does
+# not report; tests/test_lowest_versions.py runs its smoke subset with it off.
+jax.config.update("jax_debug_nans", os.environ.get("MAMJAX_DEBUG_NANS", "1") != "0")
