@@ -1,107 +1,89 @@
 """Train the rectified-Gaussian hierarchical VAE (Salimans 2016) on binarized MNIST.
 
-    python examples/hvae_mnist.py --workdir /tmp/hvae --quick          # ~2-3 min on CPU
-    python examples/hvae_mnist.py --workdir /tmp/hvae --steps 50000    # the paper's set-up, longer
-    python examples/hvae_mnist.py --preset rg_mean_field --binarization static ...
+    python examples/hvae_mnist.py --config configs/hvae_mnist.py:quick           # ~2-3 min on CPU
+    python examples/hvae_mnist.py                                                # the paper's model and eval
+    python examples/hvae_mnist.py --config configs/hvae_mnist.py:mean_field,quick --config.binarization=static
 
-Killed and restarted with the same command, a run resumes from its last Orbax
-checkpoint in ``--workdir`` (``mamjax.train.fit``). Writes ``samples.png``,
-``reconstructions.png``, ``sparsity.png``, ``curves.png`` and ``results.json``
-into the workdir and prints a table; every number names the binarization.
+Settings come from ``configs/hvae_mnist.py`` (variants: paper, mean_field, vae1, vae2, conv, quick/cpu),
+each field overridable with ``--config.KEY=VALUE`` (see ``--help``). Batches are split over all
+devices (``--num_devices``); ``config.batch_size`` is the global batch. Killed and restarted with the
+same command, a run resumes from its last Orbax checkpoint in ``--workdir`` (default
+``runs/hvae_mnist``). Writes ``samples.png``, ``reconstructions.png``, ``sparsity.png``,
+``curves.png``, ``results.json`` and ``config.json`` into the workdir and prints a table; every number
+names the binarization.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
-import jax
-import numpy as np
-
-from mamjax import hvae, train
+from mamjax import cli
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="rg_structured", choices=sorted(hvae.PRESETS))
-    p.add_argument("--binarization", default="dynamic", choices=hvae.experiment.BINARIZATIONS)
-    p.add_argument("--steps", type=int, default=None, help="training steps (default 20000; 600 with --quick)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adamax learning rate")
-    p.add_argument("--kl-warmup", type=int, default=None,
-                   help="steps of linear KL warm-up (0: none; default: a fifth of --steps, at most 10000)")
-    p.add_argument("--combine", default=None, choices=hvae.COMBINES,
-                   help="combination rule of the structured posterior (default: the preset's)")
-    p.add_argument("--free-bits", type=float, default=0.0, help="free bits, nats per stochastic layer")
-    p.add_argument("--train-iwae-k", type=int, default=1, help="K > 1: train on the IWAE bound")
-    p.add_argument("--learned-prior", action="store_true", help="learned top-layer prior")
-    p.add_argument("--num-dense", type=int, default=None, help="deterministic layers per stochastic layer")
-    p.add_argument("--conv", action="store_true", help="convolutional first feature and decoder (28x28)")
-    p.add_argument("--iwae-k", type=int, default=100, help="K of the final importance-weighted bound")
-    p.add_argument("--num-test", type=int, default=1000, help="test images evaluated (first N)")
-    p.add_argument("--eval-every", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--quick", action="store_true", help="600 steps, 500 test images, K=50 (unless given)")
-    args = p.parse_args(argv)
-    given = {a.split("=")[0] for a in (argv if argv is not None else __import__("sys").argv[1:])}
-    if args.quick:
-        for flag, attr, value in [("--num-test", "num_test", 500), ("--iwae-k", "iwae_k", 50),
-                                  ("--eval-every", "eval_every", 300)]:
-            if flag not in given:
-                setattr(args, attr, value)
-    if args.steps is None:
-        args.steps = 600 if args.quick else 20000
-    if args.kl_warmup is None:
-        args.kl_warmup = min(args.steps // 5, 10000)
-    return args
+def model_kwargs(config) -> dict:
+    """``mamjax.hvae.build`` keyword arguments from ``config.model``."""
+    m = config.model
+    return dict(latent_sizes=tuple(m.latent_sizes), hidden_sizes=tuple(m.hidden_sizes), latent=m.latent,
+                posterior=m.posterior, combine=m.combine, num_dense=m.num_dense, learned_prior=m.learned_prior,
+                conv=m.conv, batch_norm=m.batch_norm)
+
+
+def make_setup(config, data_dim: int = 784):
+    """Model, optimizer state and jitted train step for ``config`` (:func:`mamjax.hvae.experiment.setup`)."""
+    from mamjax import hvae
+
+    return hvae.experiment.setup(data_dim, model_kwargs(config), lr=config.lr, seed=config.seed,
+                                 free_bits=config.free_bits, iwae_k=config.train_iwae_k)
+
+
+def kl_warmup_steps(config) -> int:
+    return min(int(config.steps * config.kl_warmup_fraction), 10000)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    data = hvae.experiment.mnist_data(args.binarization, batch_size=args.batch_size, seed=args.seed,
-                                      num_test=args.num_test)
-    side = data.test.shape[1]
-    cfg = dict(hvae.PRESETS[args.preset])
-    for name, value in [("combine", args.combine), ("num_dense", args.num_dense)]:
-        if value is not None:
-            cfg[name] = value
-    if args.learned_prior:
-        cfg["learned_prior"] = True
-    if args.conv:
-        cfg["conv"] = True
-    s = hvae.experiment.setup(side * side, cfg, lr=args.lr, seed=args.seed, free_bits=args.free_bits,
-                              iwae_k=args.train_iwae_k)
-    stream = hvae.with_kl_warmup(data.stream, args.kl_warmup) if args.kl_warmup else data.stream
-    val = data.test[:200]
+    args, config = cli.parse(argv, example="hvae_mnist", description=__doc__)
+    import jax
+    import numpy as np
 
-    def eval_fn(state):  # quick ELBO on 200 test images during training (running BN averages)
+    from mamjax import hvae, train
+
+    mesh = cli.make_mesh(args.num_devices)
+    cli.check_batch_size(config.batch_size, mesh, "config.batch_size")
+    cli.save_config(args.workdir, config, may_change=("eval.*",))
+    data = hvae.experiment.mnist_data(config.binarization, batch_size=config.batch_size, seed=config.seed,
+                                      num_test=config.eval.num_test)
+    side = data.test.shape[1]
+    s = make_setup(config, side * side)
+    warm = kl_warmup_steps(config)
+    stream = hvae.with_kl_warmup(data.stream, warm) if warm else data.stream
+    val = data.test[:config.eval.num_val]
+
+    def eval_fn(state):  # quick ELBO on a few test images during training (running BN averages)
         r = hvae.evaluate(s.apply, state.params, state.model_state, val, jax.random.key(1), num_samples=0)
         return {"test_elbo": r["elbo"], **{k: v for k, v in r.items() if k.startswith(("active_l", "kl_l"))}}
 
-    try:
-        state, _ = train.fit(s.train_step, s.state, stream, num_steps=args.steps, key=jax.random.key(args.seed),
-                             workdir=args.workdir, save_every=max(args.steps // 10, 100), eval_fn=eval_fn,
-                             eval_every=args.eval_every, log_every=100, desc=f"hvae {args.preset}")
-    except train.NonFiniteError as e:  # e.g. a huge --lr: exit non-zero with the step, no tables of NaN
-        raise SystemExit(f"error: {e}") from None
+    state, _ = train.fit(s.train_step, s.state, stream, num_steps=config.steps, key=jax.random.key(config.seed),
+                         workdir=args.workdir, save_every=config.save_every, eval_fn=eval_fn,
+                         eval_every=config.eval.every, log_every=config.log_every, mesh=mesh,
+                         desc=f"hvae {config.preset}")
+    k = config.eval.iwae_k
     res = hvae.evaluate(s.apply, state.params, state.model_state, data.test, jax.random.key(2),
-                        num_samples=args.iwae_k, batch_size=max(1, 10000 // args.iwae_k))
-    tag = f"{args.binarization}-binarized MNIST"
-    print(f"\n## {args.preset} on {tag}: {args.steps} steps, batch {args.batch_size}, "
-          f"test subset {len(data.test)} images (nats per image)\n")
+                        num_samples=k, batch_size=config.eval.batch_size)
+    tag = f"{config.binarization}-binarized MNIST"
+    print(f"\n## {config.preset} on {tag}: {config.steps} steps, batch {config.batch_size}, "
+          f"test {len(data.test)} images (nats per image)\n")
     print("| metric | value |\n|---|---|")
-    print(f"| test ELBO ({args.binarization}) | {-res['elbo']:.2f} (as -ELBO) |")
-    print(f"| test -IWAE bound K={args.iwae_k} ({args.binarization}) | {-res[f'iwae_{args.iwae_k}']:.2f} |")
-    layers = sorted(int(k[len("kl_l"):]) for k in res if k.startswith("kl_l"))
+    print(f"| test ELBO ({config.binarization}) | {-res['elbo']:.2f} (as -ELBO) |")
+    print(f"| test -IWAE bound K={k} ({config.binarization}) | {-res[f'iwae_{k}']:.2f} |")
+    layers = sorted(int(key[len("kl_l"):]) for key in res if key.startswith("kl_l"))
     for i in layers:
-        print(f"| layer z{i}: KL / zero fraction / active units ({args.binarization}) | "
+        print(f"| layer z{i}: KL / zero fraction / active units ({config.binarization}) | "
               f"{res[f'kl_l{i}']:.2f} / {res[f'zero_frac_l{i}']:.3f} / {res[f'active_l{i}']} |")
 
-    if args.workdir:
-        out = dict(res, preset=args.preset, binarization=args.binarization, steps=args.steps,
-                   num_test=len(data.test))
+    out = dict(res, preset=config.preset, binarization=config.binarization, steps=config.steps,
+               num_test=len(data.test))
+    if jax.process_index() == 0:
         with open(os.path.join(args.workdir, "results.json"), "w") as f:
             json.dump(out, f, indent=1)
         k1, k2 = jax.random.split(jax.random.key(3))
@@ -110,16 +92,19 @@ def main(argv=None):
         recon = hvae.reconstruct(s.apply, state.params, state.model_state, x, k2)
         pairs = np.stack([np.asarray(x), np.asarray(recon)], 1).reshape(2 * x.shape[0], -1)
         hvae.plots.save_images(os.path.join(args.workdir, "samples.png"), samples,
-                               f"{args.preset}: p(x|z) means of prior samples ({tag})")
+                               f"{config.preset}: p(x|z) means of prior samples ({tag})")
         hvae.plots.save_images(os.path.join(args.workdir, "reconstructions.png"), pairs,
-                               f"{args.preset}: test image | reconstruction mean ({tag})", rows=8)
+                               f"{config.preset}: test image | reconstruction mean ({tag})", rows=8)
         hvae.plots.save_layer_stats(os.path.join(args.workdir, "sparsity.png"), res,
-                                    f"{args.preset}, {tag}, test subset")
+                                    f"{config.preset}, {tag}, {len(data.test)} test images")
         train.plot_metrics(os.path.join(args.workdir, "metrics.jsonl"), os.path.join(args.workdir, "curves.png"),
                            keys=["elbo", "eval/test_elbo", "zero_frac_l1", "kl_l1"])
-        print(f"\nplots and results.json in {args.workdir}")
+        print(f"\nplots, results.json and config.json in {args.workdir}")
     return res
 
 
 if __name__ == "__main__":
-    main()
+    import matplotlib
+
+    matplotlib.use("Agg")  # the script chooses the backend; the library never does
+    cli.run(main)

@@ -108,15 +108,18 @@ def kl_warmup(step, warmup_steps: int):
 
 
 def with_kl_warmup(stream: Callable[[int], dict], warmup_steps: int) -> Callable[[int], dict]:
-    """Wraps ``stream(step) -> batch`` to add ``batch["beta"] = kl_warmup(step, warmup_steps)``.
+    """Wraps ``stream(step) -> batch`` to add ``batch["beta"]``: ``kl_warmup(step, warmup_steps)`` per example.
 
-    The weight is a pure function of the step, so resumed runs stay bit-identical.
+    ``beta`` is ``[B]`` float32 (the same value in every row) so that the batch shards over a data mesh
+    like the images (:func:`mamjax.sharding.shard_batch` splits every leaf on its leading axis). The
+    weight is a pure function of the step, so resumed runs stay bit-identical.
     """
     def wrapped(step: int) -> dict:
         batch = stream(step)
         if not isinstance(batch, dict):
             batch = {"image": batch}
-        return {**batch, "beta": np.float32(kl_warmup(step, warmup_steps))}
+        rows = len(next(iter(batch.values())))
+        return {**batch, "beta": np.full((rows,), kl_warmup(step, warmup_steps), np.float32)}
     return wrapped
 
 
@@ -124,7 +127,7 @@ def make_loss_fn(apply: Apply, *, image_key: str = "image", free_bits: float = 0
     """The stateful loss for :func:`mamjax.train.make_train_step` (``stateful=True``).
 
     ``iwae_k == 1``: ``loss = -mean_b [log p(x_b | z_1) - beta * sum_l max(KL_l, free_bits)]``
-    with ``beta = batch.get("beta", 1)`` (KL warm-up, see :func:`with_kl_warmup`) and
+    with ``beta`` the mean of ``batch.get("beta", 1)`` (KL warm-up, see :func:`with_kl_warmup`) and
     ``KL_l`` the batch-mean closed-form KL of layer ``l``; ``free_bits`` (nats per
     stochastic layer, IAF's "free bits" per group) stops pushing a layer's KL below
     that floor. ``iwae_k > 1``: ``loss = -mean_b L_K`` (Burda et al.) with the K samples
@@ -147,7 +150,7 @@ def make_loss_fn(apply: Apply, *, image_key: str = "image", free_bits: float = 0
     def loss_fn(params, model_state, batch, key):
         images = batch[image_key] if isinstance(batch, dict) else batch
         x = flatten_images(images)
-        beta = batch.get("beta", 1.0) if isinstance(batch, dict) else 1.0
+        beta = jnp.mean(jnp.asarray(batch.get("beta", 1.0))) if isinstance(batch, dict) else 1.0  # [B] or scalar
         if iwae_k > 1:
             B = x.shape[0]
             out, new_state = apply(params, model_state, "infer", jnp.tile(x, (iwae_k, 1)), key, train=True)
