@@ -20,6 +20,11 @@ What this layer adds to Orbax, because a workdir gets damaged in practice:
 * :class:`DirectoryLock`: an exclusive ``flock`` on a directory, so a second run
   on the same workdir is refused. Orbax 0.12 has no such mechanism (its barriers
   synchronise the processes of one job, they do not exclude another job).
+
+Several processes (``jax.distributed``): every process constructs the
+:class:`Checkpointer` on the shared directory and calls ``save`` / ``restore``
+together; Orbax writes each array's shards once and the JSON ``meta`` from the
+primary process only; checksums cover replicated arrays (whole on every host).
 """
 
 from __future__ import annotations
@@ -79,19 +84,25 @@ def key_from_json(d: dict) -> jax.Array:
 
 
 def _host_bytes(leaf) -> bytes | None:
-    """The bytes of an array leaf (None when it is not fully addressable on this host)."""
+    """The bytes of an array leaf (None when this host holds only part of it).
+
+    A replicated array spread over several hosts (parameters of a multi-host run) is
+    whole on every host: its first local copy is read.
+    """
     if isinstance(leaf, jax.Array):
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
         if not leaf.is_fully_addressable:
-            return None
+            if not leaf.is_fully_replicated:
+                return None
+            leaf = leaf.addressable_data(0)
     return np.ascontiguousarray(np.asarray(leaf)).tobytes()
 
 
 def tree_fingerprint(tree: Any, checksums: bool = True) -> list[list]:
     """``[[path, shape, dtype, sha256 or None], ...]`` of the leaves of ``tree``.
 
-    The checksums are over the raw bytes of each array (skipped for arrays spread
+    The checksums are over the raw bytes of each array (skipped for arrays split
     over several hosts, and when ``checksums`` is False).
     """
     out = []
@@ -290,6 +301,9 @@ class Checkpointer:
         return state, meta
 
     def _quarantine(self, steps: list[int]) -> None:
+        if jax.process_index() != 0:  # one mover for the directory all processes share
+            self._manager.reload()
+            return
         dest_root = self.directory.rstrip(os.sep) + ".corrupt"
         os.makedirs(dest_root, exist_ok=True)
         for s in steps:

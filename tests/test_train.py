@@ -269,3 +269,88 @@ def test_fit_bad_workdir(tmp_path):
         _fit(tmp_path / "file", None, num_steps=2)
     with pytest.raises(NotADirectoryError, match="`workdir`"):  # fails before any step runs
         _fit(tmp_path / "file" / "sub", None, num_steps=2)
+
+
+# --- fit options (issue 13): steps per dispatch, prefetch, compile time, TensorBoard -----------------
+
+def _noisy_problem():
+    """The toy regression with a loss that reads the per-step key (so keys must match step by step)."""
+    stream, params, _ = _toy_problem()
+    apply, _ = nn.functional(nn.MLP(3, [16], 1, rngs=nnx.Rngs(0)))
+
+    def loss_fn(params, batch, key):
+        noise = 0.1 * jax.random.normal(key, batch["y"].shape)
+        return jnp.mean((apply(params, batch["x"]) - batch["y"] - noise) ** 2), {}
+
+    return stream, params, loss_fn
+
+
+def _run(workdir, **kw):
+    stream, params, loss_fn = _noisy_problem()
+    opt = optax.adam(1e-2)
+    kw = dict(dict(num_steps=18, key=jax.random.key(0), workdir=workdir, save_every=8, keep=5, log_every=4,
+                   progress=False), **kw)
+    return train.fit(train.make_train_step(loss_fn, opt), train.TrainState.create(params, opt), stream, **kw)
+
+
+def test_steps_per_dispatch_equals_one_step_at_a_time(tmp_path):
+    ref, ref_hist = _run(tmp_path / "k1")
+    got, hist = _run(tmp_path / "k4", steps_per_dispatch=4, eval_fn=lambda s: {"step": s.step}, eval_every=6)
+    assert int(got.step) == 18
+    for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(got.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    log = [r["step"] for r in hist if "loss" in r]
+    assert log == [r["step"] for r in ref_hist] == [4, 8, 12, 16, 18]  # logs land on the same steps
+    assert [r["eval/step"] for r in hist if "eval/step" in r] == [6, 12, 18]  # evaluated at those steps' states
+    np.testing.assert_allclose([r["loss"] for r in hist if "loss" in r], [r["loss"] for r in ref_hist], rtol=1e-5)
+    for d in ("k1", "k4"):
+        assert ckpt_lib.Checkpointer(tmp_path / d / "checkpoints").all_steps() == [8, 16, 18]
+
+
+def test_prefetch_depth_and_compile_time(tmp_path):
+    a, hist = _run(tmp_path, num_steps=8, log_every=4, prefetch=1)
+    assert hist[0]["compile_sec"] > 0 and "compile_sec" not in hist[1]  # once, in the first record
+    assert all(r["steps_per_sec"] > 0 for r in hist)
+    b, hist = _run(None, num_steps=8, log_every=1, prefetch=3)
+    assert "steps_per_sec" not in hist[0] and "steps_per_sec" in hist[1]  # the compiling dispatch is not timed
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_array_equal(x, y)  # prefetch depth (and logging) do not change the numbers
+
+
+def test_multistep_nonfinite_names_the_first_bad_step(tmp_path):
+    stream, _, _ = _noisy_problem()
+    with pytest.raises(train.NonFiniteError, match="at step 10") as err:
+        _fit(tmp_path, _poisoned(stream, 10), steps_per_dispatch=4, log_every=8, save_every=4)
+    assert err.value.step == 10
+    assert ckpt_lib.Checkpointer(tmp_path / "checkpoints").all_steps() == [4, 8]
+
+
+def test_tensorboard_events_beside_the_log(tmp_path):
+    pytest.importorskip("tensorboardX")
+    _run(tmp_path, num_steps=8, tensorboard=True)
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
+    with pytest.raises(ValueError, match="`tensorboard=True` needs a `workdir`"):
+        _run(None, num_steps=2, tensorboard=True)
+
+
+def test_tensorboard_without_tensorboardx_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match="pip install tensorboardX"):
+        _run(tmp_path, num_steps=2, tensorboard=True)
+
+
+def test_plot_metrics_leaves_the_backend_alone(tmp_path):
+    import matplotlib
+
+    _run(tmp_path, num_steps=8)
+    before = matplotlib.get_backend()
+    png = train.plot_metrics(tmp_path / "metrics.jsonl", tmp_path / "c.png")
+    assert matplotlib.get_backend() == before and os.path.getsize(png) > 1000
+    src = open(train.__file__).read()
+    assert "matplotlib.use(" not in src
+
+
+def test_make_multi_step_bad_count():
+    with pytest.raises(ValueError, match="`num_steps`"):
+        train.make_multi_step(lambda s, b, k: (s, {}), 0)
