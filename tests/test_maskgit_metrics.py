@@ -40,6 +40,37 @@ def test_inception_score_extremes():
     np.testing.assert_allclose(metrics.inception_score(np.eye(c)[np.zeros(50, int)]), 1.0, rtol=1e-6)
 
 
+def test_inception_score_splits_closed_forms():
+    c = 5
+    one_hot = np.eye(c)[np.arange(1000) % c]  # every split sees each class equally often: IS = C exactly
+    m, s = metrics.inception_score_splits(one_hot, 10)
+    np.testing.assert_allclose([m, s], [c, 0.0], atol=1e-9)
+    m, s = metrics.inception_score_splits(np.full((103, c), 1 / c), 10)  # uniform predictions: IS = 1
+    np.testing.assert_allclose([m, s], [1.0, 0.0], atol=1e-12)
+    # two halves of different quality: mean and population std of the per-split scores
+    probs = np.concatenate([np.eye(2)[np.arange(50) % 2], np.full((50, 2), 0.5)])
+    m, s = metrics.inception_score_splits(probs, 2)
+    np.testing.assert_allclose([m, s], [1.5, 0.5], rtol=1e-9)
+    with pytest.raises(ValueError, match="num_splits"):
+        metrics.inception_score_splits(one_hot[:5], 10)
+
+
+def test_fid_of_gaussian_samples_approaches_the_closed_form():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(3, 3))
+    cov1, cov2 = np.diag([1.0, 4.0, 9.0]), a @ a.T + np.eye(3)
+    m1, m2 = np.zeros(3), np.array([1.0, -2.0, 0.5])
+    x1 = rng.multivariate_normal(m1, cov1, size=200_000)
+    x2 = rng.multivariate_normal(m2, cov2, size=200_000)
+    s1 = scipy.linalg.sqrtm(cov1)
+    exact = np.sum((m1 - m2) ** 2) + np.trace(cov1 + cov2 - 2 * scipy.linalg.sqrtm(s1 @ cov2 @ s1).real)
+    np.testing.assert_allclose(metrics.fid(x1, x2), exact, rtol=0.02)
+    # diagonal covariances: ||m1 - m2||^2 + sum (sqrt(v1) - sqrt(v2))^2
+    y = rng.normal(size=(200_000, 3)) * np.array([2.0, 1.0, 3.0]) + m2
+    closed = np.sum(m2 ** 2) + np.sum((np.array([1.0, 2.0, 3.0]) - np.array([2.0, 1.0, 3.0])) ** 2)
+    np.testing.assert_allclose(metrics.fid(x1, y), closed, rtol=0.02)
+
+
 def test_fcn_shapes_and_batchnorm_modes():
     clf = fcn.make_fcn(3, seed=0)
     x = jax.random.normal(jax.random.key(0), (4, 20))

@@ -6,7 +6,7 @@ import numpy as np
 
 from mamjax.maskgit import fcn as fcn_lib
 
-__all__ = ["frechet_distance", "fid", "inception_score", "classification_accuracy_score"]
+__all__ = ["frechet_distance", "fid", "inception_score", "inception_score_splits", "classification_accuracy_score"]
 
 
 def _sqrt_psd(a: np.ndarray) -> np.ndarray:
@@ -53,6 +53,22 @@ def inception_score(probs: np.ndarray, eps: float = 1e-12) -> float:
     py = p.mean(0, keepdims=True)
     kl = np.sum(p * (np.log(p + eps) - np.log(py + eps)), axis=1)
     return float(np.exp(kl.mean()))
+
+
+def inception_score_splits(probs: np.ndarray, num_splits: int = 10) -> tuple[float, float]:
+    """IS as the paper reports it: :func:`inception_score` on ``num_splits`` consecutive equal parts.
+
+    The ``N // num_splits`` rows of each part (the last ``N % num_splits`` rows are left out, as in
+    the official evaluation) give one score each; returns their ``(mean, std)`` (population std).
+    """
+    p = np.asarray(probs)
+    if isinstance(num_splits, bool) or not isinstance(num_splits, (int, np.integer)) or num_splits < 1:
+        raise ValueError(f"`num_splits` must be a positive int; got {num_splits!r}.")
+    if p.ndim != 2 or len(p) < num_splits:
+        raise ValueError(f"`probs` must be [N, C] with N >= num_splits={num_splits}; got shape {p.shape}.")
+    part = len(p) // num_splits
+    scores = np.array([inception_score(p[i * part:(i + 1) * part]) for i in range(num_splits)])
+    return float(scores.mean()), float(scores.std())
 
 
 def classification_accuracy_score(x_gen: np.ndarray, y_gen: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,

@@ -1,10 +1,15 @@
 """The TimeVQVAE + MaskGIT (+ ESS) pipeline as plain functions with checkpoint/resume.
 
-``train_tokenizer`` -> ``tokenize`` -> ``train_prior`` -> ``generate`` (naive or
-ESS) -> ``evaluate`` (FID / IS / CAS with an FCN trained on the real training
-set). Every training stage goes through :func:`mamjax.train.fit`, so with a
-``workdir`` each stage is checkpointed with Orbax and a rerun resumes (or, when
-finished, restores) it. Examples, benchmarks and notebooks call these.
+``train_tokenizer`` -> ``tokenize`` -> ``train_prior`` (class-conditional with class
+dropout: the null class gives the unconditional prior) -> ``generate`` (naive or ESS;
+unconditional for FID / IS, class-conditional for CAS) -> ``evaluate`` with an FCN
+trained on the real training set (the feature extractor of every metric). The
+paper's protocol (TimeVQVAE / ESS): FID of unconditional samples against the test
+set and against the test set through the tokenizer round trip, IS over 10 splits
+(mean +- std), CAS of class-conditional samples, beside the real-vs-real floors.
+Every training stage goes through :func:`mamjax.train.fit`, so with a ``workdir``
+each stage is checkpointed with Orbax and a rerun resumes (or, when finished,
+restores) it. Examples, benchmarks and notebooks call these.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from mamjax.maskgit import sample as sample_lib
 from mamjax.maskgit import tokenizer as tok_lib
 
 __all__ = ["TokenizerBundle", "PriorBundle", "default_downsampling", "train_tokenizer", "tokenize",
-           "train_prior", "make_sampler", "generate", "train_classifier", "evaluate", "run_all"]
+           "round_trip", "train_prior", "make_sampler", "generate", "generate_unconditional", "train_classifier",
+           "evaluate", "run_all"]
 
 
 class TokenizerBundle(NamedTuple):
@@ -89,11 +95,19 @@ def tokenize(tok: TokenizerBundle, x: np.ndarray, batch_size: int = 512) -> tupl
     return (np.concatenate([np.asarray(a) for a, _ in out]), np.concatenate([np.asarray(b) for _, b in out]))
 
 
+def round_trip(tok: TokenizerBundle, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """``x [N, T] -> detokenize(tokenize(x))``: the series the tokenizer can represent (numpy float32)."""
+    fn = jax.jit(lambda p, xb: tok.fns["detokenize"](p, *tok.fns["tokenize"](p, xb)))
+    return np.concatenate([np.asarray(fn(tok.params, jnp.asarray(x[i:i + batch_size], jnp.float32)))
+                           for i in range(0, len(x), batch_size)])
+
+
 def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, num_classes: int, *,
                 num_codes: int, num_steps: int = 2000, batch_size: int = 32, learning_rate: float = 1e-3,
                 dim: int = 64, depth: int = 2, num_heads: int = 4, p_uncond: float = 0.2, seed: int = 0,
                 workdir=None, progress: bool | None = None) -> tuple[PriorBundle, list]:
-    """Stage 2: the two class-conditional MaskGIT priors."""
+    """Stage 2: the two class-conditional MaskGIT priors; labels dropped to the null class
+    ``num_classes`` with probability ``p_uncond`` (class dropout: the null class is the unconditional prior)."""
     pri = prior_lib.make_priors(num_codes, codes_l.shape[1], codes_h.shape[1], num_classes=num_classes, dim=dim,
                                 depth=depth, num_heads=num_heads, rngs=nnx.Rngs(seed + 1))
     (apply_l, p_l), (apply_h, p_h) = nn_lib.functional(pri["lf"]), nn_lib.functional(pri["hf"])
@@ -115,8 +129,14 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
 
 def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_size: int, num_steps: int = 10,
                  temperature_l: float = 4.0, temperature_h: float = 4.0, guidance_scale: float = 1.0,
-                 schedule: str = "cosine", ess_per_sequence: bool = False):
-    """A jitted ``sampler(key, labels [batch_size]) -> x [batch_size, T]`` for ``method`` in {naive, ess}."""
+                 schedule: str = "cosine", ess_per_sequence: bool = False, conditional: bool = True):
+    """A jitted sampler for ``method`` in {naive, ess}.
+
+    ``conditional=True``: ``sampler(key, labels [batch_size]) -> x [batch_size, T]``;
+    ``conditional=False``: ``sampler(key) -> x``, unconditional, every row given the prior's null
+    class (``num_classes``, the class that class dropout trained; the official code's
+    ``class_condition=None``).
+    """
     codebook_l = tok.fns["codebooks"](tok.params)[0]
 
     def run(tok_params, params, cb, key, labels):
@@ -124,16 +144,19 @@ def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_s
             tok.fns["detokenize"], tok_params, pri.apply_l, pri.apply_h, params, key, codebook_l=cb,
             num_codes=tok.num_codes, len_l=tok.len_l, len_h=tok.len_h, labels=labels, batch_size=batch_size,
             method=method, num_steps=num_steps, schedule=schedule, temperature_l=temperature_l,
-            temperature_h=temperature_h, guidance_scale=guidance_scale, null_label=pri.num_classes,
-            ess_per_sequence=ess_per_sequence, apply_loo_l=pri.loo_l)
+            temperature_h=temperature_h, guidance_scale=guidance_scale if conditional else 1.0,
+            null_label=pri.num_classes, ess_per_sequence=ess_per_sequence, apply_loo_l=pri.loo_l)
 
     jitted = jax.jit(run)
-    return lambda key, labels: jitted(tok.params, pri.params, codebook_l, key, labels)
+    if conditional:
+        return lambda key, labels: jitted(tok.params, pri.params, codebook_l, key, labels)
+    null = jnp.full((batch_size,), pri.num_classes, jnp.int32)
+    return lambda key: jitted(tok.params, pri.params, codebook_l, key, null)
 
 
 def generate(sampler: Callable, labels: np.ndarray, key: jax.Array, batch_size: int,
              progress: bool | None = None) -> np.ndarray:
-    """Samples one series per label with ``sampler`` in fixed-size chunks (last chunk padded)."""
+    """Samples one series per label with a conditional ``sampler`` in fixed-size chunks (last chunk padded)."""
     if progress is None:
         progress = not os.environ.get("CI")
     labels = np.asarray(labels, np.int32)
@@ -145,6 +168,16 @@ def generate(sampler: Callable, labels: np.ndarray, key: jax.Array, batch_size: 
     return np.concatenate(out)
 
 
+def generate_unconditional(sampler: Callable, num: int, key: jax.Array, batch_size: int,
+                           progress: bool | None = None) -> np.ndarray:
+    """``num`` series from an unconditional ``sampler(key)`` (``make_sampler(..., conditional=False)``)."""
+    if progress is None:
+        progress = not os.environ.get("CI")
+    out = [np.asarray(sampler(jax.random.fold_in(key, i)))
+           for i in tqdm(range(0, num, batch_size), desc="sample", disable=not progress)]
+    return np.concatenate(out)[:num]
+
+
 def train_classifier(x: np.ndarray, labels: np.ndarray, num_classes: int, *, num_steps: int = 500, seed: int = 0,
                      workdir=None, progress: bool | None = None) -> fcn_lib.Classifier:
     """The FCN behind FID / IS, trained on real data (checkpointed in ``workdir/fcn``)."""
@@ -152,54 +185,87 @@ def train_classifier(x: np.ndarray, labels: np.ndarray, num_classes: int, *, num
                              progress=progress)
 
 
-def evaluate(clf: fcn_lib.Classifier, x_gen: np.ndarray, y_gen: np.ndarray, x_train: np.ndarray,
-             x_test: np.ndarray, y_test: np.ndarray, num_classes: int, *, cas_steps: int = 300, seed: int = 0,
-             workdir=None, progress: bool | None = None) -> dict:
-    """FID (generated vs real test), IS, CAS, the real-vs-real FID floor (train vs test) and real-test IS."""
-    probs_gen, f_gen = fcn_lib.predict(clf, x_gen)
+def evaluate(clf: fcn_lib.Classifier, *, x_uncond: np.ndarray, x_cond: np.ndarray, y_cond: np.ndarray,
+             x_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, x_test_rt: np.ndarray, num_classes: int,
+             cas_steps: int = 300, num_splits: int = 10, seed: int = 0, workdir=None,
+             progress: bool | None = None) -> dict:
+    """The paper's scores from FCN features and class probabilities.
+
+    Args:
+      clf: the FCN trained on the real training set.
+      x_uncond: ``[M, T]`` unconditional samples (FID, IS).
+      x_cond, y_cond: ``[M', T]`` class-conditional samples and their labels (CAS: an FCN trained on
+        them, tested on the real test set).
+      x_test_rt: the test set through the tokenizer round trip (:func:`round_trip`).
+
+    Returns:
+      ``{"fid": vs test, "fid_rt": vs round-trip test, "is", "is_std": IS over ``num_splits`` splits,
+      "cas", "fid_floor": real train vs test, "fid_rt_floor": round-trip test vs test, "is_real",
+      "is_real_std": the real test set's IS, "clf_test_acc": the FCN's test accuracy}``.
+    """
+    probs_gen, f_gen = fcn_lib.predict(clf, x_uncond)
     probs_test, f_test = fcn_lib.predict(clf, x_test)
+    _, f_rt = fcn_lib.predict(clf, x_test_rt)
     _, f_train = fcn_lib.predict(clf, x_train)
-    cas = metrics_lib.classification_accuracy_score(x_gen, y_gen, x_test, y_test, num_classes, num_steps=cas_steps,
+    cas = metrics_lib.classification_accuracy_score(x_cond, y_cond, x_test, y_test, num_classes, num_steps=cas_steps,
                                                     seed=seed, workdir=workdir, progress=progress)
-    return {"fid": metrics_lib.fid(f_gen, f_test), "is": metrics_lib.inception_score(probs_gen), "cas": cas,
-            "fid_floor": metrics_lib.fid(f_train, f_test), "is_real": metrics_lib.inception_score(probs_test),
+    is_m, is_s = metrics_lib.inception_score_splits(probs_gen, num_splits)
+    is_r, is_rs = metrics_lib.inception_score_splits(probs_test, min(num_splits, len(probs_test)))
+    return {"fid": metrics_lib.fid(f_gen, f_test), "fid_rt": metrics_lib.fid(f_gen, f_rt), "is": is_m,
+            "is_std": is_s, "cas": cas, "fid_floor": metrics_lib.fid(f_train, f_test),
+            "fid_rt_floor": metrics_lib.fid(f_rt, f_test), "is_real": is_r, "is_real_std": is_rs,
             "clf_test_acc": float(np.mean(probs_test.argmax(1) == y_test))}
 
 
 def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_steps: int = 1000,
             prior_steps: int = 2000, fcn_steps: int = 500, cas_steps: int = 300, num_samples: int | None = None,
-            sample_batch: int = 128, num_decode_steps: int = 10, temperature: float = 4.0,
-            guidance_scale: float = 1.0, methods=("naive", "ess"), prior_dim: int = 64, prior_depth: int = 2,
-            progress: bool | None = None) -> dict:
+            num_cas_samples: int | None = None, sample_batch: int = 128, num_decode_steps: int = 10,
+            temperature: float = 4.0, guidance_scale: float = 1.0, methods=("naive", "ess"),
+            prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, tokenizer_kwargs: dict | None = None,
+            classifier: fcn_lib.Classifier | None = None, progress: bool | None = None) -> dict:
     """All stages on ``train`` / ``test`` = ``{"x": [N, T], "label": [N]}``.
 
-    Generates class-conditionally one series per test label (``num_samples`` of them,
-    cycling through the test labels), for each method in ``methods``.
+    For each method in ``methods`` (both on the one schedule of :mod:`mamjax.maskgit.schedule`):
+    ``num_samples`` unconditional series (default ``max(N_test, 256)``, the official count) for FID
+    and IS, and ``num_cas_samples`` class-conditional ones (default ``num_samples``, labels in the
+    training set's class proportions) for CAS. ``classifier``: an FCN already trained on ``train``
+    (e.g. shared by several seeds); None trains one in ``workdir/fcn`` with ``seed``.
+    ``tokenizer_kwargs`` go to :func:`train_tokenizer`.
 
     Returns:
-      ``{"tokenizer", "prior", "classifier", "samplers", "generated": {method: (x, y)},
-      "scores": {method: evaluate(...) dict}, "history": {stage: metric list}}``.
+      ``{"tokenizer", "prior", "classifier", "samplers", "generated": {method: {"uncond": x, "cond": (x, y)}},
+      "scores": {method: evaluate(...) dict}, "history": {stage: metric list}, "num_classes"}``.
     """
     x_tr, y_tr = np.asarray(train["x"], np.float32), np.asarray(train["label"], np.int32)
     x_te, y_te = np.asarray(test["x"], np.float32), np.asarray(test["label"], np.int32)
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
-    tok, h_tok = train_tokenizer(x_tr, num_steps=tokenizer_steps, seed=seed, workdir=workdir, progress=progress)
+    tok, h_tok = train_tokenizer(x_tr, num_steps=tokenizer_steps, seed=seed, workdir=workdir, progress=progress,
+                                 **(tokenizer_kwargs or {}))
     codes_l, codes_h = tokenize(tok, x_tr)
     pri, h_pri = train_prior(codes_l, codes_h, y_tr, num_classes, num_codes=tok.num_codes, num_steps=prior_steps,
-                             dim=prior_dim, depth=prior_depth, seed=seed, workdir=workdir, progress=progress)
-    clf = train_classifier(x_tr, y_tr, num_classes, num_steps=fcn_steps, seed=seed, workdir=workdir,
-                           progress=progress)
-    n = len(y_te) if num_samples is None else num_samples
-    y_gen = np.resize(y_te, n)
+                             dim=prior_dim, depth=prior_depth, num_heads=prior_heads, seed=seed, workdir=workdir,
+                             progress=progress)
+    clf = classifier if classifier is not None else train_classifier(x_tr, y_tr, num_classes, num_steps=fcn_steps,
+                                                                     seed=seed, workdir=workdir, progress=progress)
+    x_rt = round_trip(tok, x_te)
+    n = max(len(y_te), 256) if num_samples is None else num_samples
+    n_cas = n if num_cas_samples is None else num_cas_samples
+    rng = np.random.default_rng(seed)
+    y_cas = rng.permutation(np.resize(rng.permutation(y_tr), n_cas)).astype(np.int32)  # train class proportions
+    batch = min(sample_batch, n, n_cas)
     out = {"tokenizer": tok, "prior": pri, "classifier": clf, "samplers": {}, "generated": {}, "scores": {},
            "history": {"tokenizer": h_tok, "prior": h_pri}, "num_classes": num_classes}
     for i, method in enumerate(methods):
-        sampler = make_sampler(tok, pri, method=method, batch_size=min(sample_batch, n), num_steps=num_decode_steps,
-                               temperature_l=temperature, temperature_h=temperature, guidance_scale=guidance_scale)
-        x_gen = generate(sampler, y_gen, jax.random.fold_in(jax.random.key(seed), 1000 + i),
-                         min(sample_batch, n), progress=progress)
-        out["samplers"][method] = sampler
-        out["generated"][method] = (x_gen, y_gen)
-        out["scores"][method] = evaluate(clf, x_gen, y_gen, x_tr, x_te, y_te, num_classes, cas_steps=cas_steps,
+        common = dict(method=method, batch_size=batch, num_steps=num_decode_steps, temperature_l=temperature,
+                      temperature_h=temperature)
+        uncond = make_sampler(tok, pri, conditional=False, **common)
+        cond = make_sampler(tok, pri, guidance_scale=guidance_scale, **common)
+        key = jax.random.fold_in(jax.random.key(seed), 1000 + i)
+        x_u = generate_unconditional(uncond, n, jax.random.fold_in(key, 0), batch, progress=progress)
+        x_c = generate(cond, y_cas, jax.random.fold_in(key, 1), batch, progress=progress)
+        out["samplers"][method] = {"uncond": uncond, "cond": cond}
+        out["generated"][method] = {"uncond": x_u, "cond": (x_c, y_cas)}
+        out["scores"][method] = evaluate(clf, x_uncond=x_u, x_cond=x_c, y_cond=y_cas, x_train=x_tr, x_test=x_te,
+                                         y_test=y_te, x_test_rt=x_rt, num_classes=num_classes, cas_steps=cas_steps,
                                          seed=seed, workdir=_sub(workdir, f"cas_{method}"), progress=progress)
     return out
