@@ -14,18 +14,26 @@ that ``jax.vmap`` maps it over keys, rates or counts::
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import threading
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 Array = jax.Array
 PRNGKey = jax.Array
 Schedule = Callable[[Array], Array]
 
 __all__ = [
+    "is_concrete",
+    "traced_checks",
+    "checked",
+    "check_token_ids",
     "check_mask",
     "check_rate",
     "mask_by_rate",
@@ -48,6 +56,56 @@ def is_concrete(x) -> bool:
 
 _is_concrete = is_concrete
 
+# Value checks of the core run eagerly on concrete arrays. On traced ones they are skipped, unless
+# the trace happens inside `traced_checks()`, where they become `checkify.check`s (functionalized by
+# `checkify.checkify`; `checked(fn)` does both). Off by default: a check costs a reduction per call.
+_TRACED = threading.local()
+
+
+@contextlib.contextmanager
+def traced_checks(enabled: bool = True):
+    """Within this context, the value checks of traced arguments are emitted as ``checkify.check``.
+
+    Every mamjax entry point that checks values through this module (token ids, rates, orderings,
+    counts) then also checks them inside ``jit`` / ``vmap``; functionalize the traced function with
+    ``checkify.checkify(fn, errors=checkify.user_checks)`` (or use :func:`checked`). The function must
+    be *traced* inside the context (a jitted function first traced outside keeps its unchecked trace).
+    """
+    old = getattr(_TRACED, "on", False)
+    _TRACED.on = bool(enabled)
+    try:
+        yield
+    finally:
+        _TRACED.on = old
+
+
+def checked(fn: Callable, jit: bool = True) -> Callable:
+    """``fn`` with mamjax's value checks active under tracing: a bad value raises, also inside ``jit``.
+
+    Wraps ``fn`` in ``checkify.checkify`` (user checks) and, with ``jit``, compiles it; each call runs
+    under :func:`traced_checks` and throws the first failed check as ``checkify.JaxRuntimeError``
+    naming the argument. Use it to debug a jitted pipeline; the plain functions stay check-free
+    under ``jit``.
+    """
+    functional = checkify.checkify(fn, errors=checkify.user_checks)
+    if jit:
+        functional = jax.jit(functional)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with traced_checks():
+            err, out = functional(*args, **kwargs)
+        err.throw()
+        return out
+
+    return wrapper
+
+
+def _traced_check(ok, message: str) -> None:
+    """``checkify.check(ok, message)`` when traced checks are on (see :func:`traced_checks`), else nothing."""
+    if getattr(_TRACED, "on", False):
+        checkify.check(jnp.all(ok), message)
+
 
 def check_rate(rate, name: str = "rate") -> None:
     """Raises ValueError if a concrete ``rate`` lies outside [0, 1]."""
@@ -57,6 +115,8 @@ def check_rate(rate, name: str = "rate") -> None:
             raise TypeError(f"`{name}` must be a real number in [0, 1]; got dtype {r.dtype}.")
         if np.any(~np.isfinite(r)) or np.any(r < 0) or np.any(r > 1):
             raise ValueError(f"`{name}` must lie in [0, 1]; got {rate!r}.")
+    else:
+        _traced_check((rate >= 0) & (rate <= 1), f"`{name}` must lie in [0, 1].")
 
 
 def check_mask(mask, name: str = "mask", shape: tuple | None = None) -> None:
@@ -76,7 +136,7 @@ def check_token_ids(x, num_classes: int, name: str = "x") -> None:
 
     Raises TypeError for a non-integer ``x`` (static, also under ``jit``) and
     ValueError for out-of-range values when ``x`` is concrete; traced values are
-    not checked (use ``jax.experimental.checkify`` around the jitted call for that).
+    checked only under :func:`traced_checks` / :func:`checked` (``checkify``).
     """
     dtype = getattr(x, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
@@ -86,6 +146,8 @@ def check_token_ids(x, num_classes: int, name: str = "x") -> None:
         lo, hi = int(v.min()), int(v.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"`{name}` must hold ids in [0, {num_classes}); got values in [{lo}, {hi}].")
+    elif not _is_concrete(x):
+        _traced_check((x >= 0) & (x < num_classes), f"`{name}` must hold ids in [0, {num_classes}).")
 
 
 def _check_dim(d, name: str = "num_dims") -> int:
@@ -128,6 +190,8 @@ def mask_by_count(key: PRNGKey, num_dims: int, num_hidden) -> Array:
             raise TypeError(f"`num_hidden` must be an integer; got dtype {n.dtype}.")
         if np.any(n < 0) or np.any(n > num_dims):
             raise ValueError(f"`num_hidden` must lie in [0, {num_dims}]; got {num_hidden!r}.")
+    else:
+        _traced_check((num_hidden >= 0) & (num_hidden <= num_dims), f"`num_hidden` must lie in [0, {num_dims}].")
     ordering = random_ordering(key, num_dims)
     return ordering_mask(ordering, num_dims - num_hidden)
 
@@ -149,6 +213,9 @@ def _check_ordering(ordering) -> None:
         o = np.asarray(ordering)
         if not np.array_equal(np.sort(o), np.arange(o.shape[0])):
             raise ValueError(f"`ordering` must be a permutation of range({o.shape[0]}); got {o.tolist()[:10]}.")
+    else:
+        _traced_check(jnp.sort(ordering) == jnp.arange(ordering.shape[0], dtype=ordering.dtype),
+                      f"`ordering` must be a permutation of range({ordering.shape[0]}).")
 
 
 def ordering_mask(ordering: Array, num_observed) -> Array:
@@ -165,6 +232,8 @@ def ordering_mask(ordering: Array, num_observed) -> Array:
     (d,) = ordering.shape
     if _is_concrete(num_observed) and (np.any(np.asarray(num_observed) < 0) or np.any(np.asarray(num_observed) > d)):
         raise ValueError(f"`num_observed` must lie in [0, {d}]; got {num_observed!r}.")
+    if not _is_concrete(num_observed):
+        _traced_check((num_observed >= 0) & (num_observed <= d), f"`num_observed` must lie in [0, {d}].")
     ranks = jnp.zeros((d,), jnp.int32).at[ordering].set(jnp.arange(d, dtype=jnp.int32))
     return ranks < num_observed
 
@@ -223,6 +292,8 @@ def num_hidden_at(step, num_steps: int, num_dims: int, schedule: Schedule | str 
     num_steps = _check_dim(num_steps, "num_steps")
     if _is_concrete(step) and (np.any(np.asarray(step) < 0) or np.any(np.asarray(step) >= num_steps)):
         raise ValueError(f"`step` must lie in [0, {num_steps - 1}] (0-based, of `num_steps`); got {step!r}.")
+    if not _is_concrete(step):
+        _traced_check((step >= 0) & (step < num_steps), f"`step` must lie in [0, {num_steps - 1}].")
     ratio = (jnp.asarray(step, jnp.float32) + 1.0) / num_steps
     n = jnp.floor(num_dims * schedule(ratio)).astype(jnp.int32)
     return jnp.clip(n, 0, num_dims)

@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from mamjax import masks
 
-SETTINGS = settings(max_examples=25, deadline=None)
+# Each example compiles new shapes (about 0.3 s each): 10 examples per property keep the suite fast.
+SETTINGS = settings(max_examples=10, deadline=None)
 
 
 @SETTINGS
@@ -95,3 +96,37 @@ def test_bad_inputs_named():
         masks.check_mask(jnp.ones(3, bool), shape=(4,))
     with pytest.raises(ValueError, match="`schedule`"):
         masks.get_schedule("quadratic")
+
+
+def test_value_checks_under_jit_through_checkify():
+    """Traced values are unchecked by default (no cost under jit) and checked inside `checked`."""
+    from jax.experimental import checkify
+
+    from mamjax.marginal import arm
+
+    def take(x):
+        masks.check_token_ids(x, 3, "x")
+        return x * 2
+
+    bad = jnp.array([0, 1, 3])
+    assert jnp.array_equal(jax.jit(take)(bad), bad * 2)  # plain jit: silent, as documented
+    safe = masks.checked(take)
+    assert jnp.array_equal(safe(jnp.array([0, 1, 2])), jnp.array([0, 2, 4]))
+    with pytest.raises(checkify.JaxRuntimeError, match=r"`x` must hold ids in \[0, 3\)"):
+        safe(bad)
+    # vmapped orderings and counts, and a real entry point (the ARM loss gathers with token ids).
+    orderings = jnp.array([[0, 1, 2], [0, 0, 2]])
+    with pytest.raises(checkify.JaxRuntimeError, match="permutation of range"):
+        masks.checked(jax.vmap(lambda o: masks.ordering_mask(o, 1)))(orderings)
+    with pytest.raises(checkify.JaxRuntimeError, match=r"`num_hidden` must lie in \[0, 4\]"):
+        masks.checked(lambda n: masks.mask_by_count(jax.random.key(0), 4, n))(jnp.int32(5))
+    def cond_apply(params, x, mask):  # a uniform binary conditional: logits [B, D, 2]
+        return jnp.zeros(x.shape + (2,)) + params
+
+    mask = jnp.zeros((2, 3), bool)
+    score = masks.checked(lambda x: arm.conditional_log_probs(cond_apply, 0.0, x, mask))
+    np.testing.assert_allclose(score(jnp.array([[0, 1, 1], [1, 0, 0]])), np.full((2, 3), np.log(0.5)), rtol=1e-6)
+    with pytest.raises(checkify.JaxRuntimeError, match=r"`x` must hold ids in \[0, 2\)"):
+        score(jnp.array([[0, 1, 2], [1, 1, 1]]))  # a grey level 2 given to a binary model
+    # Outside the context nothing is emitted: the jaxpr of a checked function traced plainly has no check.
+    assert "check" not in str(jax.make_jaxpr(take)(bad))
