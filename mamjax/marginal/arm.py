@@ -33,11 +33,13 @@ from jax.scipy.special import logsumexp
 from mamjax import masks as masks_lib
 from mamjax import nn as nn_lib
 from mamjax.marginal import encoding
+from mamjax.marginal.official_mlp import LeakyResMLP
 
 Array = jax.Array
 PRNGKey = jax.Array
 Params = Any
 CondApply = Callable[[Params, Array, Array], Array]
+BACKBONES = ("mlp", "official_mlp", "transformer")
 
 __all__ = [
     "make_conditional_net",
@@ -56,6 +58,18 @@ class _ConditionalMLP(nnx.Module):
         self.num_dims, self.num_classes = num_dims, num_classes
         self.body = nn_lib.ResidualMLP(num_dims * (num_classes + 1), width, depth, num_dims * num_classes,
                                        rngs=rngs)
+
+    def __call__(self, x: Array, mask: Array) -> Array:
+        h = self.body(encoding.encode_onehot(x, mask, self.num_classes))
+        return h.reshape(*x.shape, self.num_classes)
+
+
+class _ConditionalOfficialMLP(nnx.Module):
+    """The official conditional net: LeakyResMLP over the one-hot + "?" encoding; D * K logits out."""
+
+    def __init__(self, num_dims: int, num_classes: int, width: int, depth: int, rngs: nnx.Rngs):
+        self.num_classes = num_classes
+        self.body = LeakyResMLP(num_dims * (num_classes + 1), width, num_dims * num_classes, depth, rngs=rngs)
 
     def __call__(self, x: Array, mask: Array) -> Array:
         h = self.body(encoding.encode_onehot(x, mask, self.num_classes))
@@ -82,8 +96,10 @@ def make_conditional_net(key: PRNGKey, num_dims: int, num_classes: int = 2, *, b
       num_dims: D.
       num_classes: K (2 for binary data).
       backbone: ``"mlp"`` (:class:`mamjax.nn.ResidualMLP` on the flattened one-hot + "?"
-        encoding) or ``"transformer"`` (:class:`mamjax.nn.TransformerEncoder`, learned
-        mask embedding; ``width`` is the model dim).
+        encoding), ``"official_mlp"`` (the official code's LeakyReLU residual MLP,
+        :class:`mamjax.marginal.official_mlp.LeakyResMLP`; ``depth`` is its ``num_layers``,
+        official Ising: width 2048, depth 4) or ``"transformer"``
+        (:class:`mamjax.nn.TransformerEncoder`, learned mask embedding; ``width`` is the model dim).
       width, depth, num_heads: backbone sizes.
 
     Returns:
@@ -92,10 +108,12 @@ def make_conditional_net(key: PRNGKey, num_dims: int, num_classes: int = 2, *, b
     rngs = nnx.Rngs(params=key)
     if backbone == "mlp":
         module = _ConditionalMLP(num_dims, num_classes, width, depth, rngs)
+    elif backbone == "official_mlp":
+        module = _ConditionalOfficialMLP(num_dims, num_classes, width, depth, rngs)
     elif backbone == "transformer":
         module = _ConditionalTransformer(num_dims, num_classes, width, depth, num_heads, rngs)
     else:
-        raise ValueError(f"`backbone` must be one of ['mlp', 'transformer']; got {backbone!r}.")
+        raise ValueError(f"`backbone` must be one of {list(BACKBONES)}; got {backbone!r}.")
     return nn_lib.functional(module)
 
 

@@ -28,7 +28,7 @@ from mamjax.marginal import sampling
 Array = jax.Array
 
 __all__ = ["Nets", "make_nets", "mnist_arrays", "arm_stage", "mam_stage", "energy_stage", "random_subsets",
-           "ising_target", "ising_ground_truth", "evaluate_energy_model",
+           "redraw_flags", "arm_kl", "save_kl_curve", "ising_target", "ising_ground_truth", "evaluate_energy_model",
            "evaluate_nll", "subset_agreement", "paper_agreement", "time_queries", "save_image_grid", "save_scatter"]
 
 
@@ -88,8 +88,7 @@ def arm_stage(nets: Nets, lr: float = 1e-3, clip: float = 1.0):
     Returns ``(train_step, state)`` for :func:`mamjax.train.fit`; batches are ``[B, D] int``.
     """
     labels = _partition(nets.params, "conditional")
-    opt = optax.multi_transform({"train": optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr)),
-                                 "freeze": optax.set_to_zero()}, labels)
+    opt = optax.multi_transform({"train": _adam(lr, clip), "freeze": optax.set_to_zero()}, labels)
 
     def loss_fn(params, batch, key):
         return arm_lib.arm_loss(nets.cond_apply, params["conditional"], batch.astype(jnp.int32), key)
@@ -105,8 +104,7 @@ def mam_stage(nets: Nets, params: dict, init_chains: Array | None, lr: float = 1
     live in the train state's ``model_state`` and are checkpointed with it.
     """
     labels = _partition(params, "marginal")
-    opt = optax.multi_transform({"train": optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr)),
-                                 "freeze": optax.set_to_zero()}, labels)
+    opt = optax.multi_transform({"train": _adam(lr, clip), "freeze": optax.set_to_zero()}, labels)
     if init_chains is None:
         chain_weight = 0.0
     loss = functools.partial(losses.mle_loss, nets.marg_apply, nets.cond_apply, chain_weight=chain_weight,
@@ -120,14 +118,63 @@ def mam_stage(nets: Nets, params: dict, init_chains: Array | None, lr: float = 1
             train.TrainState.create(_owned(params), opt, model_state=chains))
 
 
+def _adam(lr: float, clip: float | None, decay_steps: int = 0):
+    """Adam, after global-norm clipping when ``clip`` > 0 (None or <= 0: no clipping, the official Ising setting);
+    ``decay_steps`` > 0: the learning rate follows a cosine decay from ``lr`` to 0 over that many steps."""
+    rate = optax.cosine_decay_schedule(lr, decay_steps) if decay_steps > 0 else lr
+    if clip is None or clip <= 0:
+        return optax.adam(rate)
+    return optax.chain(optax.clip_by_global_norm(clip), optax.adam(rate))
+
+
 def energy_stage(nets: Nets, log_f: Callable[[Array], Array], init_chains: Array, lr: float = 1e-3,
-                 alpha: float = 4.0, gibbs_steps: int = 1, clip: float = 1.0):
-    """Energy-based training of both networks against ``log_f`` (REINFORCE + alpha * penalty)."""
-    opt = optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
-    loss_fn = functools.partial(losses.energy_loss, nets.marg_apply, nets.cond_apply, log_f, alpha=alpha,
-                                gibbs_steps=gibbs_steps)
+                 alpha: float = 4.0, gibbs_steps: int = 1, clip: float | None = 1.0, redraw: bool = False,
+                 log_z: float = 0.0, decay_steps: int = 0):
+    """Energy-based training of both networks against ``log_f`` (REINFORCE + alpha * penalty).
+
+    Args:
+      nets: the two networks.
+      log_f: unnormalized target ``log_f(bits [C, D]) -> [C]``.
+      init_chains: ``[C, D] int`` initial persistent chains (carried as the state's ``model_state``).
+      lr: Adam learning rate (official Ising: 5e-4).
+      alpha: penalty weight (paper: 4).
+      gibbs_steps: positions re-sampled per chain per step (paper: 4).
+      clip: global-norm clip, None or <= 0 for none (official Ising: none).
+      redraw: when True, the batch of a step is a ``[C] bool`` flag vector (see
+        :func:`redraw_flags`); where it is set, the chains are first re-drawn by ancestral
+        sampling from p_phi (D network calls), as the official code does at every epoch start.
+      log_z: target of ``f(empty)`` (0: a normalized marginal network).
+      decay_steps: > 0: cosine decay of the learning rate to 0 over that many steps (not in the
+        official code, which keeps lr fixed).
+
+    Returns:
+      ``(train_step, state)`` for :func:`mamjax.train.fit`.
+    """
+    opt = _adam(lr, clip, decay_steps)
+    base = functools.partial(losses.energy_loss, nets.marg_apply, nets.cond_apply, log_f, alpha=alpha,
+                             gibbs_steps=gibbs_steps, log_z=log_z)
+    num_chains, num_dims = init_chains.shape
+
+    def loss_fn(params, chains, batch, key):
+        if redraw:
+            k_draw, key = jax.random.split(key)
+            cp = jax.lax.stop_gradient(params["conditional"])
+            chains = jax.lax.cond(jnp.any(batch),
+                                  lambda: sampling.sample(nets.cond_apply, cp, k_draw, num_chains, num_dims),
+                                  lambda: chains)
+        return base(params, chains, batch, key)
+
     return (train.make_train_step(loss_fn, opt, stateful=True),
             train.TrainState.create(_owned(nets.params), opt, model_state=jnp.array(init_chains, jnp.int32)))
+
+
+def redraw_flags(num_chains: int, every: int) -> Callable[[int], np.ndarray]:
+    """The batch stream of :func:`energy_stage` with ``redraw=True``: step i gets ``[C]`` flags set
+    when ``i % every == 0`` (every <= 0: never). An array with a batch axis, so it shards on a mesh."""
+    def stream(i: int) -> np.ndarray:
+        return np.full((num_chains,), every > 0 and i % every == 0, bool)
+
+    return stream
 
 
 def random_subsets(key: Array, num: int, num_dims: int) -> Array:
@@ -325,18 +372,22 @@ def save_scatter(a: np.ndarray, b: np.ndarray, path: str, xlabel: str, ylabel: s
 
 
 def ising_target(side: int):
-    """The paper's Ising target on bits: ``(log_f(bits [B, D]) -> [B], J, b, exact log Z)``."""
+    """The paper's Ising target on bits: ``(log_f(bits [B, D]) -> [B], J, b, log Z)``.
+
+    ``log Z`` is exact (transfer matrix) for ``side <= 12`` and None beyond (e.g. 30x30), where
+    only NLL of ground-truth samples can be reported, not KL.
+    """
     from mamjax.data import ising
 
     J, b = ising.ising_params(side)
-    log_z = ising.exact_log_partition(J, b)
+    log_z = float(ising.exact_log_partition(J, b)) if side <= ising.MAX_TRANSFER_SIDE else None
     Jf, bf = jnp.asarray(J, jnp.float32), jnp.asarray(b, jnp.float32)
 
     def log_f(bits):
         s = 2.0 * bits.astype(jnp.float32) - 1.0
         return jnp.einsum("...i,ij,...j->...", s, Jf, s) + s @ bf
 
-    return log_f, J, b, float(log_z)
+    return log_f, J, b, log_z
 
 
 def ising_ground_truth(side: int, key: Array, num_samples: int = 1000, num_sweeps: int = 1000) -> Array:
@@ -348,9 +399,9 @@ def ising_ground_truth(side: int, key: Array, num_samples: int = 1000, num_sweep
     return ((spins + 1) // 2).astype(jnp.int32)
 
 
-def evaluate_energy_model(nets: Nets, params: dict, log_f: Callable, log_z: float, x_true: Array, key: Array, *,
-                          num_samples: int = 1000) -> dict:
-    """Ising-style evaluation with an exact log Z.
+def evaluate_energy_model(nets: Nets, params: dict, log_f: Callable, log_z: float | None, x_true: Array, key: Array,
+                          *, num_samples: int = 1000) -> dict:
+    """Ising-style evaluation; KL needs the exact log Z (``log_z=None``: the KL entries are None).
 
     - ``nll_*_bpd``: NLL of ground-truth samples under the MaM (``-(f(x) - f(empty))``) and the
       AO-ARM (one raster ordering), in bits/dim;
@@ -360,25 +411,86 @@ def evaluate_energy_model(nets: Nets, params: dict, log_f: Callable, log_z: floa
       with the MaM's log-density plugged in.
     """
     d = nets.num_dims
-    raster = jnp.arange(d)
-    arm_ll = jax.jit(jax.vmap(lambda a: arm_lib.arm_log_marginal(nets.cond_apply, params["conditional"], a,
-                                                                 jnp.ones((d,), bool), raster)))
+    raster_ll = _raster_ll(nets.cond_apply, d)
+    arm_ll = lambda a: raster_ll(params["conditional"], a)
     f0 = float(marginal_net.log_normalizer(nets.marg_apply, params["marginal"], d))
     full = jnp.ones(x_true.shape, bool)
     mam_true = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], x_true, full)) - f0
     arm_true = _batched(arm_ll, x_true, batch_size=100)
 
-    def raster_sample(k):
-        keys = jax.random.split(k, num_samples)
-        x0 = jnp.zeros((d,), jnp.int32)
-        return jax.vmap(lambda kk: sampling.fill_in_order(nets.cond_apply, params["conditional"], x0,
-                                                          jnp.zeros((d,), bool), raster, kk))(keys)
-
-    xs = jax.jit(raster_sample)(key)
+    xs = _raster_samples(nets.cond_apply, num_samples, d)(params["conditional"], key)
     arm_s = _batched(arm_ll, xs, batch_size=100)
     mam_s = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], xs, jnp.ones(xs.shape, bool)))
     lf = np.asarray(log_f(xs))
     to_bpd = 1.0 / (d * np.log(2.0))
+    kl = (lambda v: None) if log_z is None else (lambda v: float(np.mean(v) + log_z))
     return {"nll_mam_bpd": float(-np.mean(mam_true) * to_bpd), "nll_arm_bpd": float(-np.mean(arm_true) * to_bpd),
-            "kl_arm": float(np.mean(arm_s - lf) + log_z), "kl_mam_plugin": float(np.mean(mam_s - f0 - lf) + log_z),
-            "f_empty": f0, "samples": np.asarray(xs)}
+            "nll_mam_nats": float(-np.mean(mam_true)), "nll_arm_nats": float(-np.mean(arm_true)),
+            "kl_arm": kl(arm_s - lf), "kl_mam_plugin": kl(mam_s - f0 - lf),
+            "kl_plus_log_z_arm": float(np.mean(arm_s - lf)), "f_empty": f0, "samples": np.asarray(xs)}
+
+
+@functools.lru_cache(maxsize=32)
+def _raster_ll(cond_apply, d: int):
+    """Jitted exact chain-rule log-likelihoods along the raster ordering: ``(cp, x [N, D]) -> [N]``."""
+    raster = jnp.arange(d)
+    return jax.jit(jax.vmap(lambda cp, a: arm_lib.arm_log_marginal(cond_apply, cp, a, jnp.ones((d,), bool), raster),
+                            in_axes=(None, 0)))
+
+
+def arm_kl(nets: Nets, params: dict, log_f: Callable, log_z: float | None, key: Array, num_samples: int = 500) -> dict:
+    """``KL(p_phi || f/Z)`` of the conditional network along the raster ordering, from its own samples.
+
+    Exact log-probabilities along one ordering make this an unbiased estimate (the official
+    code scores with a second random ordering instead). ``log_z=None``: only ``kl_plus_log_z``.
+    """
+    d = nets.num_dims
+    xs = _raster_samples(nets.cond_apply, num_samples, d)(params["conditional"], key)
+    ll = np.asarray(_raster_ll(nets.cond_apply, d)(params["conditional"], xs))
+    v = float(np.mean(ll - np.asarray(log_f(xs))))
+    return {"kl_plus_log_z": v, "kl": None if log_z is None else v + log_z}
+
+
+@functools.lru_cache(maxsize=32)
+def _raster_samples(cond_apply, num_samples: int, d: int):
+    def draw(cp, k):
+        keys = jax.random.split(k, num_samples)
+        x0, m0 = jnp.zeros((d,), jnp.int32), jnp.zeros((d,), bool)
+        return jax.vmap(lambda kk: sampling.fill_in_order(cond_apply, cp, x0, m0, jnp.arange(d), kk))(keys)
+    return jax.jit(draw)
+
+
+def save_kl_curve(seconds, kls, path: str, *, log_z: float | None, paper_kl: float | None = None,
+                  steps=None, train_metric=None, title: str = "") -> str:
+    """KL against training time (left) and the training metric ``E[f - log f]`` with its -log Z floor (right).
+
+    Args:
+      seconds: ``[n]`` training seconds of each curve point; kls: ``[n]`` KL in nats.
+      log_z: exact log Z (draws the -log Z line on the right panel).
+      paper_kl: a reference KL (e.g. the paper's MaM figure), drawn as a dashed line.
+      steps, train_metric: the logged steps and ``kl_plus_log_z`` values (right panel).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.4))
+    ax = fig.add_subplot(1, 2, 1)
+    ax.plot(seconds, kls, "o-", ms=4, label="KL(p_phi || p), raster order")
+    ax.axhline(0.0, color="k", lw=0.8)
+    if paper_kl is not None:
+        ax.axhline(paper_kl, color="C3", ls="--", lw=1, label=f"paper MaM ({paper_kl} nats)")
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("KL (nats)")
+    ax.legend(fontsize=7)
+    ax2 = fig.add_subplot(1, 2, 2)
+    if steps is not None and train_metric is not None:
+        ax2.plot(steps, train_metric, lw=1, label="E_chains[f_theta(x) - log f(x)]")
+    if log_z is not None:
+        ax2.axhline(-log_z, color="C3", ls="--", lw=1, label=f"-log Z = {-log_z:.2f} (KL = 0)")
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel("nats")
+    ax2.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path

@@ -23,6 +23,7 @@ from flax import nnx
 from mamjax import masks as masks_lib
 from mamjax import nn as nn_lib
 from mamjax.marginal import encoding
+from mamjax.marginal.official_mlp import LeakyResMLP
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -44,6 +45,17 @@ class _MarginalMLP(nnx.Module):
         return (self.body(h) + self.linear(h))[..., 0]
 
 
+class _MarginalOfficialMLP(nnx.Module):
+    """The official marginal net: LeakyResMLP over the one-hot + "?" encoding to one number."""
+
+    def __init__(self, num_dims: int, num_classes: int, width: int, depth: int, rngs: nnx.Rngs):
+        self.num_classes = num_classes
+        self.body = LeakyResMLP(num_dims * (num_classes + 1), width, 1, depth, rngs=rngs)
+
+    def __call__(self, x: Array, mask: Array) -> Array:
+        return self.body(encoding.encode_onehot(x, mask, self.num_classes))[..., 0]
+
+
 class _MarginalTransformer(nnx.Module):
     """TransformerEncoder with one output per token, summed: f(x_S) = sum_i g_i(x_S)."""
 
@@ -63,7 +75,8 @@ def make_marginal_net(key: PRNGKey, num_dims: int, num_classes: int = 2, *, back
       key: PRNG key for the initialization.
       num_dims: D.
       num_classes: K.
-      backbone: ``"mlp"`` or ``"transformer"`` (see the module docstring).
+      backbone: ``"mlp"``, ``"official_mlp"`` (the official code's LeakyReLU residual MLP, no
+        linear term; ``depth`` is its ``num_layers``) or ``"transformer"`` (see the module docstring).
       width, depth, num_heads: backbone sizes.
 
     Returns:
@@ -72,10 +85,12 @@ def make_marginal_net(key: PRNGKey, num_dims: int, num_classes: int = 2, *, back
     rngs = nnx.Rngs(params=key)
     if backbone == "mlp":
         module = _MarginalMLP(num_dims, num_classes, width, depth, rngs)
+    elif backbone == "official_mlp":
+        module = _MarginalOfficialMLP(num_dims, num_classes, width, depth, rngs)
     elif backbone == "transformer":
         module = _MarginalTransformer(num_dims, num_classes, width, depth, num_heads, rngs)
     else:
-        raise ValueError(f"`backbone` must be one of ['mlp', 'transformer']; got {backbone!r}.")
+        raise ValueError(f"`backbone` must be one of ['mlp', 'official_mlp', 'transformer']; got {backbone!r}.")
     apply, params = nn_lib.functional(module)
     apply.num_classes = num_classes  # read by log_marginal's eager value check
     return apply, params

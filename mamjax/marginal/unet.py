@@ -1,0 +1,168 @@
+"""The ARDM U-Net of the MaM paper's binarized-MNIST experiments, with the paper's marginal head.
+
+Architecture (as the official ``ARM_UNet`` with ``ch_mult = [1]``, ``weave_attn = True``; written
+from its description, not copied): one 28x28 resolution, ``ch`` = 256 channels, ``num_res_blocks``
+= 4 DDPM residual blocks (GroupNorm(32) -> SiLU -> 3x3 conv, + a projection of the time embedding,
+GroupNorm -> SiLU -> zero-initialised 3x3 conv, skip), each followed by single-head self-attention
+over all H * W = 784 positions (through :func:`jax.nn.dot_product_attention`, so accelerators use
+their fused kernels); a middle block (res, attention, res); an up path of ``num_res_blocks + 1``
+residual blocks on the concatenated skips, each followed by attention; GroupNorm -> SiLU -> 3x3 conv
+to K logits per pixel. The "time" is ``|S|``, the number of observed pixels, embedded sinusoidally
+and by a 2-layer MLP. The input is the float image and the mask (3x3 conv, 3/4 of the channels)
+plus a learned embedding of the pixel value (1/4 of the channels).
+
+Marginal head (paper Sec. 6.1): a duplicate of the up path from the middle block's output (its own
+parameters, reading the same skips), a 3x3 conv to one channel, and an MLP
+784 -> 4096 -> 4096 -> 1 (GELU). Stage 2 trains only the marginal parameters: the params tree
+splits into ``"shared"`` (encoder, middle, conditional decoder) and ``"marginal"`` (the duplicate
+decoder and the MLP), see :func:`make_unet_pair`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mamjax import nn as nn_lib
+
+Array = jax.Array
+PRNGKey = jax.Array
+
+__all__ = ["UNet", "make_unet_pair", "timestep_embedding"]
+
+
+def timestep_embedding(t: Array, dim: int, max_positions: float = 10000.0) -> Array:
+    """Sinusoidal embedding of ``t [B]`` -> ``[B, dim]`` (DDPM / ARDM convention)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(max_positions) * jnp.arange(half, dtype=jnp.float32) / (half - 1))
+    args = t.astype(jnp.float32)[:, None] * freqs[None]
+    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+def _conv(cin, cout, rngs, zero=False):
+    init = nnx.initializers.zeros_init() if zero else nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+    return nnx.Conv(cin, cout, (3, 3), padding="SAME", kernel_init=init, rngs=rngs)
+
+
+class _ResBlock(nnx.Module):
+    def __init__(self, cin: int, cout: int, temb_dim: int, rngs: nnx.Rngs):
+        self.n0 = nnx.GroupNorm(cin, num_groups=32, epsilon=1e-6, rngs=rngs)
+        self.c0 = _conv(cin, cout, rngs)
+        self.t = nnx.Linear(temb_dim, cout, rngs=rngs)
+        self.n1 = nnx.GroupNorm(cout, num_groups=32, epsilon=1e-6, rngs=rngs)
+        self.c1 = _conv(cout, cout, rngs, zero=True)
+        self.skip = nnx.Linear(cin, cout, rngs=rngs) if cin != cout else None
+
+    def __call__(self, x: Array, temb: Array) -> Array:
+        h = self.c0(jax.nn.silu(self.n0(x)))
+        h = h + self.t(jax.nn.silu(temb))[:, None, None, :]
+        h = self.c1(jax.nn.silu(self.n1(h)))
+        return (x if self.skip is None else self.skip(x)) + h
+
+
+class _Attention(nnx.Module):
+    """Single-head self-attention over all positions, residual, zero-initialised output."""
+
+    def __init__(self, ch: int, rngs: nnx.Rngs):
+        self.norm = nnx.GroupNorm(ch, num_groups=32, epsilon=1e-6, rngs=rngs)
+        self.qkv = nnx.Linear(ch, 3 * ch, rngs=rngs)
+        self.out = nnx.Linear(ch, ch, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        b, h, w, c = x.shape
+        q, k, v = jnp.split(self.qkv(self.norm(x)).reshape(b, h * w, 1, 3 * c), 3, axis=-1)
+        a = jax.nn.dot_product_attention(q, k, v)  # [B, HW, 1, C]
+        return x + self.out(a.reshape(b, h, w, c))
+
+
+class _Decoder(nnx.Module):
+    def __init__(self, ch: int, num_blocks: int, temb_dim: int, out_ch: int, rngs: nnx.Rngs):
+        self.res = nnx.List([_ResBlock(2 * ch, ch, temb_dim, rngs) for _ in range(num_blocks + 1)])
+        self.attn = nnx.List([_Attention(ch, rngs) for _ in range(num_blocks + 1)])
+        self.norm = nnx.GroupNorm(ch, num_groups=32, epsilon=1e-6, rngs=rngs)
+        self.conv = _conv(ch, out_ch, rngs, zero=True)
+
+    def __call__(self, h: Array, skips: list, temb: Array) -> Array:
+        skips = list(skips)
+        for res, attn in zip(self.res, self.attn):
+            h = attn(res(jnp.concatenate([h, skips.pop()], axis=-1), temb))
+        return self.conv(jax.nn.silu(self.norm(h)))
+
+
+class UNet(nnx.Module):
+    """ARDM U-Net with a conditional decoder and the marginal head.
+
+    Call: ``(x [B, D] int, mask [B, D] bool) -> (logits [B, D, K], log_marginal [B])`` with
+    ``D = side * side``.
+    """
+
+    def __init__(self, side: int = 28, num_classes: int = 2, ch: int = 256, num_res_blocks: int = 4,
+                 marg_hidden: int = 4096, max_time: float = 1000.0, *, rngs: nnx.Rngs):
+        if ch % 32 or ch % 4:
+            raise ValueError(f"`ch` must be a multiple of 32 (GroupNorm groups); got {ch!r}.")
+        self.side, self.num_classes, self.ch, self.max_time = side, num_classes, ch, max_time
+        temb_dim = 4 * ch
+        self.t0, self.t1 = nnx.Linear(ch, temb_dim, rngs=rngs), nnx.Linear(temb_dim, temb_dim, rngs=rngs)
+        self.inp = _conv(2, ch * 3 // 4, rngs)
+        self.embed = nnx.Embed(num_classes, ch // 4, rngs=rngs)
+        self.down = nnx.List([_ResBlock(ch, ch, temb_dim, rngs) for _ in range(num_res_blocks)])
+        self.down_attn = nnx.List([_Attention(ch, rngs) for _ in range(num_res_blocks)])
+        self.mid = nnx.List([_ResBlock(ch, ch, temb_dim, rngs), _ResBlock(ch, ch, temb_dim, rngs)])
+        self.mid_attn = _Attention(ch, rngs)
+        self.cond_decoder = _Decoder(ch, num_res_blocks, temb_dim, num_classes, rngs)
+        self.marg_decoder = _Decoder(ch, num_res_blocks, temb_dim, 1, rngs)
+        self.marg_mlp = nn_lib.MLP(side * side, [marg_hidden, marg_hidden], 1, activation="gelu", rngs=rngs)
+
+    def __call__(self, x: Array, mask: Array) -> tuple[Array, Array]:
+        b, d = x.shape
+        s = self.side
+        if d != s * s:
+            raise ValueError(f"`x` must have D = {s * s} positions; got shape {x.shape}.")
+        xo = jnp.where(mask, x, 0).astype(jnp.int32)
+        t = jnp.sum(mask, axis=-1)
+        temb = self.t1(jax.nn.silu(self.t0(timestep_embedding(t, self.ch, self.max_time))))
+        xf = jnp.where(mask, 2.0 * xo / max(self.num_classes - 1, 1) - 1.0, 0.0)
+        img = jnp.stack([xf, mask.astype(jnp.float32)], -1).reshape(b, s, s, 2)
+        h = jnp.concatenate([self.inp(img), self.embed(xo).reshape(b, s, s, -1)], axis=-1)
+        skips = [h]
+        for res, attn in zip(self.down, self.down_attn):
+            h = attn(res(h, temb))
+            skips.append(h)
+        h = self.mid[1](self.mid_attn(self.mid[0](h, temb)), temb)
+        logits = self.cond_decoder(h, skips, temb).reshape(b, d, self.num_classes)
+        marg = self.marg_mlp(self.marg_decoder(h, skips, temb).reshape(b, d))[:, 0]
+        return logits, marg
+
+
+def make_unet_pair(key: PRNGKey, side: int = 28, num_classes: int = 2, *, ch: int = 256, num_res_blocks: int = 4,
+                   marg_hidden: int = 4096) -> tuple[Callable, Callable, dict]:
+    """The U-Net as the conditional and the marginal network of a MaM, sharing the encoder.
+
+    Returns:
+      ``(cond_apply, marg_apply, params)`` with ``params = {"shared": ..., "marginal": ...}``;
+      ``cond_apply(params, x [B, D], mask [B, D]) -> [B, D, K]`` reads ``params["shared"]`` (under
+      ``jit`` the unused marginal head is pruned) and ``marg_apply(params, x, mask) -> [B]`` reads
+      both. Stage 1 trains ``"shared"``; stage 2 trains ``"marginal"`` only (freeze ``"shared"``
+      with ``optax.multi_transform``), as the paper.
+    """
+    module = UNet(side, num_classes, ch, num_res_blocks, marg_hidden, rngs=nnx.Rngs(params=key))
+    graphdef, state = nnx.split(module)
+    is_marg = lambda path: path[0] in ("marg_decoder", "marg_mlp")
+    flat = nnx.to_flat_state(state)
+    shared = nnx.from_flat_state([(p, v) for p, v in flat if not is_marg(p)])
+    marginal = nnx.from_flat_state([(p, v) for p, v in flat if is_marg(p)])
+
+    def full(params):
+        return nnx.merge(graphdef, params["shared"], params["marginal"])
+
+    def cond_apply(params, x, mask):
+        return full(params)(x, mask)[0]
+
+    def marg_apply(params, x, mask):
+        return full(params)(x, mask)[1]
+
+    return cond_apply, marg_apply, {"shared": shared, "marginal": marginal}

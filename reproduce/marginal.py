@@ -1,0 +1,233 @@
+"""Marginalization models (Liu, Ramadge, Adams, ICML 2024) at CPU scale: the paper's claims, 3 seeds.
+
+    flock /tmp/mamjax_heavy.lock python -m reproduce.marginal         # ~20 min on 2 CPU cores
+    python -m reproduce.marginal --seeds 0 --mnist-steps 50 --ising-steps 50 --workdir /tmp/rm   # smoke
+
+Claims checked, each at a size this machine affords (every part says how it differs from the paper):
+
+1. **Likelihood**: the distilled MaM's ``-(f(x) - f(empty))`` on 14x14 binarized MNIST lies within a
+   stated margin of the AO-ARM-S NLL of its teacher (``examples/marginal_mnist.py``, MLP backbones).
+2. **Agreement by the paper's protocol** (censored test images completed by the AO-ARM, scored by
+   MaM and AO-ARM-E with 5 orderings, near-duplicates within 5 nats dropped, per-image
+   correlations) beside the |S|-only and censor-count controls, computed by the same function.
+3. **Query speed-up** of one MaM call over the AO-ARM's D calls at equal backbone, for
+   D = 64, 256, 784 (random-init networks: the cost does not depend on the weights).
+4. **Ising 10x10**: KL(p_phi || p) with the exact log Z after energy-based training
+   (``examples/marginal_ising.py``, the official network at CPU width), with the KL-vs-time curve.
+
+Writes ``results/marginal.json`` and plots under ``--workdir``; render with ``python -m reproduce.readme``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from reproduce import common
+
+COMMAND = "flock /tmp/mamjax_heavy.lock python -m reproduce.marginal"
+NLL_MARGIN = 0.02  # relative: |MaM - AO-ARM-S| / AO-ARM-S (stated before the run)
+PAPER_ISING_KL = 0.9
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--mnist-steps", type=int, default=600, help="steps per stage of the MNIST runs")
+    p.add_argument("--mnist-width", type=int, default=256)
+    p.add_argument("--ising-steps", type=int, default=2000)
+    p.add_argument("--ising-width", type=int, default=256)
+    p.add_argument("--ising-decay", action="store_true", help="cosine lr decay in the Ising runs (not official)")
+    p.add_argument("--ising-lr", type=float, default=5e-4)
+    p.add_argument("--dims", type=int, nargs="+", default=[64, 256, 784])
+    p.add_argument("--workdir", default="runs/reproduce_marginal")
+    p.add_argument("--results-dir", default=None)
+    return p.parse_args(argv)
+
+
+def _run_example(module: str, argv: list[str], workdir: str) -> dict:
+    import importlib.util
+
+    path = os.path.join(common.ROOT, "examples", f"{module}.py")
+    spec = importlib.util.spec_from_file_location(f"_example_{module}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(argv + ["--workdir", workdir])
+    with open(os.path.join(workdir, "results.json")) as f:
+        return json.load(f)
+
+
+def mnist_runs(args) -> list[dict]:
+    out = []
+    for seed in args.seeds:
+        wd = os.path.join(args.workdir, f"mnist_seed{seed}")
+        out.append(_run_example("marginal_mnist", [
+            "--config", os.path.join(common.ROOT, "configs", "marginal_mnist.py"), f"--config.seed={seed}",
+            f"--config.arm_steps={args.mnist_steps}", f"--config.mam_steps={args.mnist_steps}",
+            f"--config.width={args.mnist_width}", "--config.eval.num_test=300", "--config.eval.num_subsets=300", "--config.eval.agreement_images=60",
+        ], wd))
+    return out
+
+
+def ising_runs(args) -> list[dict]:
+    out = []
+    for seed in args.seeds:
+        wd = os.path.join(args.workdir, f"ising10_seed{seed}")
+        out.append(_run_example("marginal_ising", [
+            "--config", os.path.join(common.ROOT, "configs", "marginal_ising.py") + ":cpu", f"--config.seed={seed}",
+            f"--config.steps={args.ising_steps}", f"--config.width={args.ising_width}",
+            f"--config.lr={args.ising_lr}", f"--config.lr_decay={str(args.ising_decay).lower()}",
+            "--config.eval.curve_every=250",
+        ], wd))
+    return out
+
+
+def speedup_curve(dims, key_seed: int = 0) -> list[dict]:
+    """MaM (1 call) vs AO-ARM (D calls) on 16 random subsets, random-init MLP backbones (width 512, depth 2)."""
+    import jax
+
+    from mamjax.marginal import experiment
+
+    rows = []
+    for d in dims:
+        k_net, k_x, k_m = jax.random.split(jax.random.key(key_seed + d), 3)
+        nets = experiment.make_nets(k_net, d, 2, width=512, depth=2)
+        x = jax.random.bernoulli(k_x, 0.5, (16, d)).astype(np.int32)
+        t = experiment.time_queries(nets, nets.params, x, experiment.random_subsets(k_m, 16, d), min_time=1.0)
+        rows.append(dict(t, num_dims=d))
+    return rows
+
+
+def _ms(vals, digits=2):
+    return common.mean_std(vals, digits)
+
+
+def build_tables(mnist: list[dict], ising: list[dict], speed: list[dict], seeds) -> tuple[list[dict], list[str]]:
+    tables = []
+    if mnist:
+        c = mnist[0]["config"]
+        d = c["resolution"] ** 2
+        rows = []
+        for key, name in (("ao_arm_s", "AO-ARM-S (1 ordering)"), ("ao_arm_e", "AO-ARM-E (5 orderings)"),
+                          ("mam", "MaM f(x) NLL, unnormalized: -(f(x) - f(empty))")):
+            rows.append([name, _ms([r[f"{key}_nats"] for r in mnist]), _ms([r[f"{key}_bpd"] for r in mnist], 4)])
+        gap = [(r["mam_nats"] - r["ao_arm_s_nats"]) / r["ao_arm_s_nats"] for r in mnist]
+        within = all(abs(g) <= NLL_MARGIN for g in gap)
+        rows.append(["(MaM - AO-ARM-S) / AO-ARM-S", _ms([100 * g for g in gap]) + " %",
+                     f"margin +-{100 * NLL_MARGIN:.0f} %: {'met' if within else 'missed'} in every seed"
+                     if within else f"margin +-{100 * NLL_MARGIN:.0f} %: missed"])
+        tables.append(common.table(
+            f"1. Test NLL on the first 300 test images of 14x14 statically binarized MNIST (D = {d}); MLP width "
+            f"{c['width']} depth {c['depth']}, {c['arm_steps']} AO-ARM + {c['mam_steps']} MaM steps at batch "
+            f"{c['batch_size']}. Paper (28x28 U-Net): AO-ARM-E 0.148 bpd, MaM 0.149 bpd (not comparable).",
+            ["model", "test NLL (nats)", "bits/dim"], rows))
+        pa0 = mnist[0]["paper_agreement"]
+        arows = []
+        for name, label in (("mam", "MaM f(x)"), ("ao_arm_s", "AO-ARM-S (1 ordering)"),
+                            ("size_only", "control: |S| only (constant: 0)"),
+                            ("censor_count", "control: censor count only")):
+            arows.append([f"paper protocol, {label}",
+                          _ms([r["paper_agreement"][name]["spearman"] for r in mnist], 3),
+                          _ms([r["paper_agreement"][name]["pearson"] for r in mnist], 3)])
+        arows.append(["pooled random subsets, MaM", _ms([r["spearman"] for r in mnist], 3),
+                      _ms([r["pearson"] for r in mnist], 3)])
+        arows.append(["pooled random subsets, control: |S| only", _ms([r["size_only_spearman"] for r in mnist], 3),
+                      _ms([r["size_only_pearson"] for r in mnist], 3)])
+        counts = "/".join(map(str, pa0["num_censored"]))
+        kept = _ms([r["paper_agreement"]["mam"]["num_images"] for r in mnist], 1)
+        tables.append(common.table(
+            f"2. Agreement with AO-ARM-E (5 orderings). Paper protocol: 60 test images censored by {counts} of "
+            f"{d} pixels (the paper's 100/400/700 of 784, scaled), completed by the AO-ARM, near-duplicates within "
+            f"5 nats dropped; {kept} images kept >= 2 completions. Paper (28x28 U-Net): Spearman 0.992, "
+            f"Pearson 0.993.", ["comparison", "Spearman", "Pearson"], arows))
+    if speed:
+        tables.append(common.table(
+            "3. Time to score 16 random subsets at equal backbone (MLP width 512, depth 2, random init): MaM one "
+            "call, AO-ARM D calls (all rows in one batch). Median of repeated calls after compilation.",
+            ["D", "MaM (ms)", "AO-ARM (ms)", "speed-up", "speed-up / D"],
+            [[r["num_dims"], f"{r['mam_sec'] * 1e3:.3f}", f"{r['ao_arm_sec'] * 1e3:.2f}", f"{r['speedup']:.0f}x",
+              f"{r['speedup'] / r['num_dims']:.2f}"] for r in speed]))
+    if ising:
+        c = ising[0]["config"]
+        rows = [["KL(p_phi raster || p), exact log Z (nats)", _ms([r["kl_arm"] for r in ising]),
+                 f"~{PAPER_ISING_KL} (MaM), ~0.06 (ARM)"],
+                ["KL plug-in with MaM log p (nats)", _ms([r["kl_mam_plugin"] for r in ising]), "-"],
+                ["NLL of ground-truth samples, AO-ARM raster (nats)", _ms([r["nll_arm_nats"] for r in ising]), "-"],
+                ["NLL of ground-truth samples, MaM -(f(x) - f(empty)) (nats)",
+                 _ms([r["nll_mam_nats"] for r in ising]), "-"],
+                ["MaM f(empty) (target 0)", _ms([r["f_empty"] for r in ising], 3), "-"],
+                ["training seconds", _ms([r["train_seconds"] for r in ising], 0), "-"]]
+        tables.append(common.table(
+            f"4. Energy-based MaM on the 10x10 Ising model (log Z = {ising[0]['log_z']:.2f}): {c['backbone']} width "
+            f"{c['width']} depth {c['depth']} (official: 2048), {c['steps']} steps x {c['num_chains']} chains "
+            f"(official: 39,200 x 512), Adam {c['lr']:g}{' with cosine decay' if c.get('lr_decay') else ''}, no clip, "
+            f"chains re-drawn every {c['redraw_every']} steps.", ["metric", "ours", "paper"], rows))
+    notes = [
+        "CPU scale: 14x14 MNIST with MLP backbones instead of the 28x28 ARDM U-Net; the Ising network is the "
+        "official one at a smaller width and far fewer steps. None of these numbers is comparable digit for digit "
+        "with the paper's; they test the claims' direction and size.",
+        "The paper's MaM NLL is computed with the conditional network; the MaM row here is the marginal network's "
+        "own, unnormalized -(f(x) - f(empty)), named as such.",
+        "Agreement: a constant score counts as correlation 0; the censor-count control shows what the protocol's "
+        "structure alone gives.",
+        "The paper's Ising 'KL' column omits log Z = 78.69; ~0.9 nats is its MaM figure with log Z added back.",
+        f"Seeds {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
+    ]
+    return tables, notes
+
+
+def plot_ising_curves(ising: list[dict], path: str) -> str | None:
+    from matplotlib.figure import Figure
+
+    if not ising or not any(r.get("curve") for r in ising):
+        return None
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.add_subplot()
+    for r in ising:
+        pts = [p for p in r["curve"] if p.get("kl") is not None]
+        ax.plot([p["train_seconds"] for p in pts], [p["kl"] for p in pts], "o-", ms=3,
+                label=f"seed {r['config']['seed']}")
+    ax.axhline(PAPER_ISING_KL, color="C3", ls="--", lw=1, label=f"paper MaM ({PAPER_ISING_KL} nats)")
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xlabel("training time (s, 2-core CPU, includes compilation)")
+    ax.set_ylabel("KL(p_phi || p) (nats)")
+    ax.set_title("10x10 Ising: KL with the exact log Z", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("CI", "1")  # no progress bars in the log
+    os.makedirs(args.workdir, exist_ok=True)
+    t0 = time.perf_counter()
+    mnist = mnist_runs(args)
+    t_mnist = time.perf_counter() - t0
+    speed = speedup_curve(args.dims)
+    ising = ising_runs(args)
+    total = time.perf_counter() - t0
+    plot_ising_curves(ising, os.path.join(args.workdir, "ising_kl_curves.png"))
+    tables, notes = build_tables(mnist, ising, speed, args.seeds)
+    budget = (f"{len(args.seeds)} seeds; MNIST {args.mnist_steps} + {args.mnist_steps} steps per seed, Ising "
+              f"{args.ising_steps} steps per seed; {total / 60:.0f} min wall in all ({t_mnist / 60:.0f} min MNIST), "
+              "sized for ~20 min on 2 CPU cores under the shared lock (the issue asks for ~30)")
+    strip = lambda r: {k: v for k, v in r.items() if k != "curve"}
+    out = common.write_results("marginal", title="Marginalization models at CPU scale: the paper's claims.",
+                               command=COMMAND, budget=budget, seeds=args.seeds, tables=tables, notes=notes,
+                               data={"mnist": mnist, "ising": [strip(r) for r in ising],
+                                     "ising_curves": [r.get("curve") for r in ising], "speedup": speed,
+                                     "argv": sys.argv[1:]},
+                               results_dir=args.results_dir)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
