@@ -9,8 +9,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(script, *args, cwd):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", CI="1")
+def _run(script, *args, cwd, **extra_env):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", CI="1", **extra_env)
     return subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -34,10 +34,14 @@ def test_marginal_mnist_stops_on_nonfinite(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script,args", [
-    ("hvae_mnist.py", ["--quick", "--steps", "30"]),
-    ("attention_mnist.py", ["--steps", "20", "--runs", "reinforce:1"]),
+    ("hvae_mnist.py", ["--config", os.path.join(ROOT, "configs", "hvae_mnist.py:quick"), "--config.steps=30",
+                       "--config.eval.num_test=20", "--num_devices=1"]),
+    ("attention_mnist.py", ["--config", os.path.join(ROOT, "configs", "attention_mnist.py:quick"),
+                            "--config.steps=20", "--config.runs=reinforce:1", "--config.num_train=640",
+                            "--config.eval.num_test=64", "--num_devices=1"]),
 ])
 def test_hvae_and_attention_examples_stop_on_nonfinite(tmp_path, script, args):
-    out = _run(script, *args, "--lr", "nan", "--workdir", str(tmp_path / "wd"), cwd=tmp_path)
+    env = {"PYTHONPATH": ROOT}  # the example imports mamjax from this checkout, whatever is installed
+    out = _run(script, *args, "--config.lr=nan", "--workdir", str(tmp_path / "wd"), cwd=tmp_path, **env)
     assert out.returncode != 0 and "error: non-finite" in out.stderr, (out.stdout[-2000:], out.stderr[-2000:])
     assert "nan" not in out.stdout.lower(), out.stdout[-2000:]

@@ -28,8 +28,7 @@ def plot_glimpse_paths(ram: model_lib.RAM, params: dict, images, key: jax.Array,
       ``path``.
     """
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's inline) is untouched
     from matplotlib.patches import Rectangle
 
     c = ram.config
@@ -46,8 +45,9 @@ def plot_glimpse_paths(ram: model_lib.RAM, params: dict, images, key: jax.Array,
     pred = np.asarray(jnp.argmax(traj.class_logits[:, 0], -1))
     cols = min(n, 8)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.1 * rows), squeeze=False)
-    colors = plt.cm.viridis(np.linspace(0, 1, c.num_glimpses))
+    fig = Figure(figsize=(2 * cols, 2.1 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 1, c.num_glimpses))
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i >= n:
@@ -69,7 +69,6 @@ def plot_glimpse_paths(ram: model_lib.RAM, params: dict, images, key: jax.Array,
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return os.fspath(path)
 
 
@@ -120,11 +119,10 @@ def plot_error_curves(curves: dict[str, dict[str, np.ndarray]], path: str | os.P
       curves: name -> output of :func:`error_curve`.
       reference: optional name -> published error in percent, drawn as horizontal lines.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's inline) is untouched
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    axes = fig.subplots(1, 2)
     for name, cur in curves.items():
         axes[0].plot(cur["epoch"], 100 * cur["error"], marker=".", label=name)
         axes[1].plot(cur["seconds"], 100 * cur["error"], marker=".", label=name)
@@ -135,7 +133,6 @@ def plot_error_curves(curves: dict[str, dict[str, np.ndarray]], path: str | os.P
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return os.fspath(path)
 
 
@@ -151,11 +148,10 @@ def plot_seed_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], pat
       common_x: the seeds share their x values (updates): draw mean and band; else (seconds)
         draw every seed as its own thin line.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's inline) is untouched
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
     for i, (name, runs) in enumerate(curves.items()):
         color = f"C{i}"
         if common_x:
@@ -173,5 +169,4 @@ def plot_seed_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], pat
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return os.fspath(path)
