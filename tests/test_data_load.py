@@ -10,8 +10,8 @@ import mamjax.data as data
 
 def test_list_datasets():
     names = data.list_datasets()
-    assert names[:2] == ["mnist", "binarized_mnist"]
-    assert all(n.startswith("ucr/") for n in names[2:])
+    assert names[:3] == ["mnist", "binarized_mnist", "text8"]
+    assert all(n.startswith("ucr/") for n in names[3:])
 
 
 def test_load_mnist_and_resolution():

@@ -68,3 +68,29 @@ def test_gibbs_step_leaves_the_distribution_invariant_and_mixes(teacher):
     assert _tv(run(jnp.zeros((6000, D), jnp.int32), jax.random.key(5), 30), probs) < 0.05  # mixing from all-zeros
     with pytest.raises(ValueError, match="num_resample"):
         sampling.gibbs_step(cond, log_p, jnp.zeros((2, D), jnp.int32), jax.random.key(0), num_resample=D + 1)
+
+
+def test_marginal_network_sampling_is_exact_for_an_exact_table_and_reweights_an_inconsistent_one(teacher):
+    _, log_p, states = teacher
+    table = (log_p, jnp.asarray(states))
+    marg = exact.table_log_marginal
+    draw = jax.jit(functools.partial(sampling.marginal_sample, marg), static_argnums=(2, 3))
+    x, log_q = draw(table, jax.random.key(5), 4000, D)
+    assert _tv(x, np.exp(np.asarray(log_p))) < 0.05
+    # q is the exact joint for a self-consistent f: zero log weights.
+    np.testing.assert_allclose(sampling.importance_log_weights(marg, table, x, log_q), 0.0, atol=1e-4)
+    # An inconsistent f (noisy log-marginals of partial states): self-normalized weights recover exp f(x) / Z.
+    noise = 0.7 * jax.random.normal(jax.random.key(6), (states.shape[0],))
+
+    def noisy(params, xx, mask):
+        full = jnp.all(mask, axis=-1)
+        idx = xx @ (1 << jnp.arange(D - 1, -1, -1))
+        return marg(params, xx, mask) + jnp.where(full, 0.0, noise[idx % states.shape[0]])
+
+    x2, lq2 = jax.jit(functools.partial(sampling.marginal_sample, noisy), static_argnums=(2, 3))(
+        table, jax.random.key(7), 6000, D)
+    w = np.asarray(jax.nn.softmax(sampling.importance_log_weights(noisy, table, x2, lq2)))
+    target = np.exp(np.asarray(log_p))  # exp f(full) / Z: f equals the table on full states
+    est = np.bincount(_index(x2), weights=w, minlength=states.shape[0])
+    assert 0.5 * np.abs(est - target).sum() < 0.06
+    assert _tv(x2, target) > 0.5 * np.abs(est - target).sum()  # the correction helps

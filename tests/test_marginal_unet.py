@@ -12,7 +12,7 @@ import pytest
 from mamjax.marginal import arm, losses, unet
 
 
-def _stage_step(cond_apply, marg_apply, params, x, stage):
+def _stage_step(cond_apply, marg_apply, params, x, stage: int):
     labels = {"shared": jax.tree.map(lambda _: "train" if stage == 1 else "freeze", params["shared"]),
               "marginal": jax.tree.map(lambda _: "train" if stage == 2 else "freeze", params["marginal"])}
     opt = optax.multi_transform({"train": optax.adam(1e-3), "freeze": optax.set_to_zero()}, labels)
@@ -33,6 +33,7 @@ def _moved(a, b):
     return any(bool(jnp.any(x != y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow  # ~35 s of CPU, most of it compiling
 def test_small_unet_shapes_masking_and_stage_split():
     side, d = 8, 64
     cond_apply, marg_apply, params = unet.make_unet_pair(jax.random.key(0), side, 2, ch=32, num_res_blocks=1,
@@ -43,9 +44,10 @@ def test_small_unet_shapes_masking_and_stage_split():
     assert cond(params, x, mask).shape == (3, d, 2) and marg(params, x, mask).shape == (3,)
     # Hidden entries are never read.
     np.testing.assert_allclose(marg(params, jnp.where(mask, x, 1 - x), mask), marg(params, x, mask), rtol=1e-5)
-    p1 = _stage_step(cond_apply, marg_apply, params, x, 1)
+    step = jax.jit(functools.partial(_stage_step, cond_apply, marg_apply), static_argnums=2)
+    p1 = step(params, x, 1)
     assert _moved(p1["shared"], params["shared"])
-    p2 = _stage_step(cond_apply, marg_apply, p1, x, 2)
+    p2 = step(p1, x, 2)
     assert _moved(p2["marginal"], p1["marginal"]) and not _moved(p2["shared"], p1["shared"])
     emb = unet.timestep_embedding(jnp.array([0, 5]), 8)
     assert emb.shape == (2, 8) and not np.allclose(emb[0], emb[1])
@@ -57,5 +59,5 @@ def test_paper_unet_takes_one_train_step_at_batch_2():
     n_marg = sum(v.size for v in jax.tree.leaves(params["marginal"]))
     assert n_marg > 784 * 4096 + 4096 * 4096  # the MLP head 784 -> 4096 -> 4096 -> 1 is there
     x = jax.random.bernoulli(jax.random.key(1), 0.5, (2, 784)).astype(jnp.int32)
-    p1 = jax.jit(functools.partial(_stage_step, cond_apply, marg_apply, stage=1))(params, x)
+    p1 = jax.jit(functools.partial(_stage_step, cond_apply, marg_apply), static_argnums=2)(params, x, 1)
     assert np.isfinite(float(jax.jit(marg_apply)(p1, x, jnp.ones((2, 784), bool))[0]))

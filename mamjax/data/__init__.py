@@ -11,6 +11,9 @@ name                   returns
                        one fixed draw (seed in :mod:`mamjax.data.mnist`).
 "ucr/<Name>"           {"x": float32 [N, T], "label": int32 [N], "classes": str [C]};
                        official UCR train/test splits shipped with mamjax.
+"text8"                {"text": int32 [N, 250] ids in [0, 27)}: the text8 protocol
+                       (90/5/5 % split "train"/"validation"/"test") of the local
+                       file given as ``data_dir`` (not shipped; :mod:`mamjax.data.text`).
 =====================  ==========================================================
 
 Options: ``resolution=14`` (MNIST, 2x2 mean pooling), ``znorm=False`` (UCR).
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mamjax.data import ising, mnist, tfds_source, ucr
+from mamjax.data import ising, mnist, text, tfds_source, ucr
 from mamjax.data.mnist import STATIC_SEED, downsample, dynamic_binarize
 from mamjax.data.stream import BatchStream
 
@@ -39,12 +42,13 @@ __all__ = [
     "ising",
     "list_datasets",
     "load",
+    "text",
 ]
 
 
 def list_datasets() -> list[str]:
     """The names :func:`load` accepts."""
-    return ["mnist", "binarized_mnist"] + [f"ucr/{n}" for n in ucr.list_ucr()]
+    return ["mnist", "binarized_mnist", "text8"] + [f"ucr/{n}" for n in ucr.list_ucr()]
 
 
 def _take(options: dict, name: str, allowed: dict[str, Any]) -> list[Any]:
@@ -108,6 +112,12 @@ def load(name: str, split: str, *, data_dir: Any = None, **options: Any) -> dict
             raise ValueError("`resolution` other than 28 is not available for the TFDS binarized_mnist "
                              "(already binary); omit `data_dir` to binarize downsampled grey levels.")
         return _from_tfds("binarized_mnist", split, data_dir)
+    if name == "text8":
+        seq_len, clean = _take(options, name, {"seq_len": 250, "clean": False})
+        if data_dir is None:
+            raise FileNotFoundError("load('text8', ...) needs `data_dir`: the path of the unzipped text8 file "
+                                    "(mamjax does not download it).")
+        return {"text": text.load_text8(data_dir, split, seq_len, clean=clean)}
     if name.startswith("ucr/"):
         (znorm,) = _take(options, name, {"znorm": True})
         if data_dir is not None:

@@ -1,4 +1,5 @@
-"""Sampling through the conditional network p_phi: ancestral, conditional, persistent Gibbs.
+"""Sampling through the conditional network p_phi (ancestral, conditional, persistent Gibbs) and through
+the marginal network alone (:func:`marginal_sample`, with the importance-sampling correction).
 
 All samplers are written per example around one primitive -- fill a list of
 positions one at a time from ``p_phi(x_i | x_S)`` with ``lax.scan`` -- and vmapped
@@ -22,7 +23,7 @@ PRNGKey = jax.Array
 Params = Any
 CondApply = Callable[[Params, Array, Array], Array]
 
-__all__ = ["fill_in_order", "sample", "conditional_sample", "gibbs_step"]
+__all__ = ["fill_in_order", "sample", "conditional_sample", "gibbs_step", "marginal_sample", "importance_log_weights"]
 
 
 def fill_in_order(cond_apply: CondApply, params: Params, x: Array, mask: Array, positions: Array,
@@ -147,3 +148,65 @@ def gibbs_step(cond_apply: CondApply, params: Params, x: Array, key: PRNGKey, nu
         return fill_in_order(cond_apply, params, xi, keep, sigma[num_dims - num_resample:], k_fill)
 
     return jax.vmap(one)(x, jax.random.split(key, batch))
+
+
+def marginal_sample(marg_apply: Callable, params: Params, key: PRNGKey, num_samples: int, num_dims: int,
+                    num_classes: int = 2) -> tuple[Array, Array]:
+    """Ancestral samples from the marginal network alone (the paper's eq. 6), with their proposal log-density.
+
+    Along a random ordering sigma (one per sample), position sigma(d) is drawn from
+    ``q(x_i = v | x_<d) = softmax_v f_theta(x_<d, x_i = v)``: K network rows per step, D steps, no
+    conditional network. If f_theta is self-consistent, q equals ``exp(f(x) - f(empty))``; otherwise
+    :func:`importance_log_weights` corrects the samples towards it.
+
+    Args:
+      marg_apply: marginal network ``(params, x [B, D], mask [B, D]) -> [B]``.
+      params: its parameters.
+      key: PRNG key.
+      num_samples, num_dims, num_classes: N, D, K.
+
+    Returns:
+      ``(x [N, D] int32, log_q [N])``: the samples and ``log q(x)`` along their own ordering.
+    """
+    for name, v in (("num_samples", num_samples), ("num_dims", num_dims), ("num_classes", num_classes)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
+    values = jnp.arange(num_classes, dtype=jnp.int32)
+
+    def one(k):
+        k_order, k_draw = jax.random.split(k)
+        order = masks_lib.random_ordering(k_order, num_dims)
+
+        def body(carry, inp):
+            xc, mc, lq = carry
+            pos, kk = inp
+            cand = jnp.broadcast_to(xc, (num_classes, num_dims)).at[:, pos].set(values)
+            cmask = jnp.broadcast_to(mc.at[pos].set(True), (num_classes, num_dims))
+            logq = jax.nn.log_softmax(marg_apply(params, cand, cmask))
+            v = jax.random.categorical(kk, logq)
+            return (xc.at[pos].set(v), mc.at[pos].set(True), lq + logq[v]), None
+
+        init = (jnp.zeros((num_dims,), jnp.int32), jnp.zeros((num_dims,), bool), jnp.zeros((), jnp.float32))
+        (x, _, lq), _ = jax.lax.scan(body, init, (order, jax.random.split(k_draw, num_dims)))
+        return x, lq
+
+    return jax.vmap(one)(jax.random.split(key, num_samples))
+
+
+def importance_log_weights(marg_apply: Callable, params: Params, x: Array, log_q: Array) -> Array:
+    """``log w = f(x) - f(empty) - log q(x)``: importance weights from the proposal of
+    :func:`marginal_sample` to the marginal network's own ``p_theta(x) ∝ exp f(x)``.
+
+    Self-normalized (``softmax(log w)``) they give consistent estimates of expectations under
+    ``exp f(x) / sum_x exp f(x)`` (the normalizer cancels); all zero when f is self-consistent.
+
+    Args:
+      x: ``[N, D] int`` samples; log_q: ``[N]`` their proposal log-densities.
+
+    Returns:
+      ``[N]`` log weights.
+    """
+    encoding.check_partial(x, jnp.ones(x.shape, bool))
+    full = marg_apply(params, x, jnp.ones(x.shape, bool))
+    empty = marg_apply(params, jnp.zeros((1, x.shape[-1]), x.dtype), jnp.zeros((1, x.shape[-1]), bool))[0]
+    return full - empty - log_q
