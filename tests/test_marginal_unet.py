@@ -61,3 +61,14 @@ def test_paper_unet_takes_one_train_step_at_batch_2():
     x = jax.random.bernoulli(jax.random.key(1), 0.5, (2, 784)).astype(jnp.int32)
     p1 = jax.jit(functools.partial(_stage_step, cond_apply, marg_apply), static_argnums=2)(params, x, 1)
     assert np.isfinite(float(jax.jit(marg_apply)(p1, x, jnp.ones((2, 784), bool))[0]))
+
+
+def test_pooled_transformer_marginal_head_shapes():
+    from mamjax.marginal import marginal_net
+
+    apply, params = marginal_net.make_marginal_net(jax.random.key(0), 12, 27, backbone="transformer_pool", width=16,
+                                                   depth=1, num_heads=2)
+    x = jax.random.randint(jax.random.key(1), (3, 12), 0, 27)
+    out = jax.jit(apply)(params, x, jnp.arange(12)[None] < jnp.array([[0], [5], [12]]))
+    assert out.shape == (3,) and np.all(np.isfinite(out))
+    assert params["head"]["layers"][0]["kernel"].shape == (16, 64)  # dim -> 4 dim, as 768 -> 3072

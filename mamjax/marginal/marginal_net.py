@@ -67,6 +67,20 @@ class _MarginalTransformer(nnx.Module):
         return jnp.sum(self.body(x.astype(jnp.int32), mask)[..., 0], axis=-1)
 
 
+class _MarginalTransformerPooled(nnx.Module):
+    """The paper's text8 / MOSES marginal head: the shared non-causal transformer, mean-pooled over
+    positions, then an MLP ``dim -> 4 dim -> 4 dim -> 1`` (paper: 768 -> 3072 -> 3072 -> 1)."""
+
+    def __init__(self, num_dims: int, num_classes: int, dim: int, depth: int, num_heads: int, rngs: nnx.Rngs):
+        self.body = nn_lib.TransformerEncoder(num_classes, num_dims, dim=dim, depth=depth, num_heads=num_heads,
+                                              mlp_dim=4 * dim, out_features=dim, rngs=rngs)
+        self.head = nn_lib.MLP(dim, [4 * dim, 4 * dim], 1, activation="gelu", rngs=rngs)
+
+    def __call__(self, x: Array, mask: Array) -> Array:
+        h = jnp.mean(self.body(x.astype(jnp.int32), mask), axis=-2)
+        return self.head(h)[..., 0]
+
+
 def make_marginal_net(key: PRNGKey, num_dims: int, num_classes: int = 2, *, backbone: str = "mlp",
                       width: int = 256, depth: int = 2, num_heads: int = 4) -> tuple[MargApply, Params]:
     """Builds a marginal network ``f_theta``.
@@ -76,7 +90,9 @@ def make_marginal_net(key: PRNGKey, num_dims: int, num_classes: int = 2, *, back
       num_dims: D.
       num_classes: K.
       backbone: ``"mlp"``, ``"official_mlp"`` (the official code's LeakyReLU residual MLP, no
-        linear term; ``depth`` is its ``num_layers``) or ``"transformer"`` (see the module docstring).
+        linear term; ``depth`` is its ``num_layers``), ``"transformer"`` (see the module docstring) or
+        ``"transformer_pool"`` (the paper's text8 / MOSES head: mean-pooled transformer features and an
+        MLP ``width -> 4 width -> 4 width -> 1``; paper: width 768, depth 12, 12 heads).
       width, depth, num_heads: backbone sizes.
 
     Returns:
@@ -89,8 +105,11 @@ def make_marginal_net(key: PRNGKey, num_dims: int, num_classes: int = 2, *, back
         module = _MarginalOfficialMLP(num_dims, num_classes, width, depth, rngs)
     elif backbone == "transformer":
         module = _MarginalTransformer(num_dims, num_classes, width, depth, num_heads, rngs)
+    elif backbone == "transformer_pool":
+        module = _MarginalTransformerPooled(num_dims, num_classes, width, depth, num_heads, rngs)
     else:
-        raise ValueError(f"`backbone` must be one of ['mlp', 'official_mlp', 'transformer']; got {backbone!r}.")
+        raise ValueError("`backbone` must be one of ['mlp', 'official_mlp', 'transformer', 'transformer_pool']; "
+                         f"got {backbone!r}.")
     apply, params = nn_lib.functional(module)
     apply.num_classes = num_classes  # read by log_marginal's eager value check
     return apply, params
