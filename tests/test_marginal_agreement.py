@@ -91,6 +91,7 @@ def exact_nets():
     return experiment.Nets(marg, cond, {"marginal": log_p, "conditional": log_p}, D, K), np.asarray(states), log_p
 
 
+@pytest.mark.slow  # 3000 completions through exact tables
 def test_censor_and_complete_keeps_the_rest_and_follows_the_conditional(exact_nets):
     nets, states, log_p = exact_nets
     n = 3000

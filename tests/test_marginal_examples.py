@@ -39,6 +39,7 @@ def test_ising_paper_configs_match_the_official_settings():
     assert cli.load_config("marginal_ising:ising30").side == 30
 
 
+@pytest.mark.slow  # ~15 s of CPU, mostly compilation
 def test_ising_example_tiny_run_writes_results_and_kl_curve(tmp_path):
     wd = str(tmp_path / "wd")
     _example("marginal_ising").main([
