@@ -142,8 +142,8 @@ def main(argv=None):
         experiment.save_scatter(sc["ao_arm_e"][keep], sc["mam"][keep] - nll["f_empty"],
                                 os.path.join(workdir, "scatter.png"), "AO-ARM-E log p(x) (nats)",
                                 "MaM f(x) - f(empty) (nats)",
-                                f"completions of {counts} censored pixels: per-image Spearman "
-                                f"{paper['mam']['spearman']:.3f}")
+                                f"AO-ARM completions of {counts} censored pixels\nper-image Spearman "
+                                f"{paper['mam']['spearman']:.3f} (paper protocol)")
         for stage in ("arm", "mam"):
             log = os.path.join(workdir, stage, "metrics.jsonl")
             if os.path.exists(log):

@@ -486,6 +486,8 @@ def save_kl_curve(seconds, kls, path: str, *, log_z: float | None, paper_kl: flo
         ax2.plot(steps, train_metric, lw=1, label="E_chains[f_theta(x) - log f(x)]")
     if log_z is not None:
         ax2.axhline(-log_z, color="C3", ls="--", lw=1, label=f"-log Z = {-log_z:.2f} (KL = 0)")
+        low = min([-log_z] + [float(v) for v in (train_metric or [])])
+        ax2.set_ylim(bottom=low - 0.05 * max(1.0, abs(low)))  # keep the reference line off the frame
     ax2.set_xlabel("training step")
     ax2.set_ylabel("nats")
     ax2.legend(fontsize=7)
