@@ -6,6 +6,13 @@ pure pair: ``params = init`` and ``apply(params, *inputs) -> outputs``, made wit
 :func:`functional` (``nnx.split`` / ``nnx.merge`` at the jit boundary). Modules
 with mutable state (batch norm statistics) use :func:`functional_with_state`,
 whose ``apply(params, state, *inputs) -> (outputs, new_state)``.
+
+Accelerator paths: self-attention runs through :func:`jax.nn.dot_product_attention`
+(:func:`fused_attention`; XLA on CPU, cuDNN flash attention on GPU where it applies),
+and every module takes ``dtype`` (e.g. ``jnp.bfloat16``): the computation runs in
+that dtype while the parameters stay float32 (``param_dtype``) and the module's
+final output is float32, so losses and log-probabilities are computed at full
+precision. ``dtype=None`` (the default) computes in float32, as before.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ __all__ = [
     "TransformerEncoder",
     "functional",
     "functional_with_state",
+    "fused_attention",
 ]
 
 
@@ -84,15 +92,82 @@ def _check_sizes(**sizes) -> None:
             raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
 
 
+def _check_dtype(dtype) -> Any:
+    """``dtype`` as a floating numpy dtype (None stays None)."""
+    if dtype is None:
+        return None
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"`dtype` must be a floating dtype (e.g. jnp.bfloat16) or None; got {dtype!r}.") from None
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise ValueError(f"`dtype` must be a floating dtype (e.g. jnp.bfloat16) or None; got {dtype!r}.")
+    return dt
+
+
+def _full_precision(y: Array, dtype) -> Array:
+    """The module's output in float32 when it computed in a lower ``dtype``."""
+    return y if dtype is None else y.astype(jnp.float32)
+
+
+# Jitted so that eager (un-jitted) calls run one compiled kernel, not a dozen dispatched ops.
+_dot_product_attention = jax.jit(jax.nn.dot_product_attention, static_argnames=("is_causal", "implementation"))
+
+
+def fused_attention(query: Array, key: Array, value: Array, bias: Array | None = None, mask: Array | None = None,
+                    *, dropout_rng=None, dropout_rate: float = 0.0, broadcast_dropout: bool = True,
+                    deterministic: bool = True, dtype=None, precision=None, module=None, is_causal: bool = False,
+                    implementation: str | None = None) -> Array:
+    """Scaled dot-product attention through :func:`jax.nn.dot_product_attention`.
+
+    A drop-in ``attention_fn`` for ``nnx.MultiHeadAttention`` (same arguments as
+    ``nnx.dot_product_attention``): ``query [..., T, N, H], key/value [..., S, N, H]
+    -> [..., T, N, H]``; leading batch axes are flattened into one for the call.
+    ``precision`` is left to the backend (cuDNN/XLA choose it), and attention
+    dropout is not supported (mamjax's encoders use none).
+
+    Args:
+      query, key, value: as above; cast to ``dtype`` when it is given.
+      bias: optional additive bias broadcastable to ``[..., N, T, S]``.
+      mask: optional bool mask broadcastable to ``[..., N, T, S]`` (True = attend).
+      implementation: ``None`` (best available), ``"xla"`` or ``"cudnn"``.
+
+    Raises:
+      ValueError: ``dropout_rate > 0`` without ``deterministic``.
+    """
+    del dropout_rng, broadcast_dropout, precision, module
+    if dropout_rate > 0.0 and not deterministic:
+        raise ValueError("`dropout_rate` > 0 is not supported by fused_attention; use nnx.dot_product_attention.")
+    if dtype is not None:
+        query, key, value = (a.astype(dtype) for a in (query, key, value))
+    batch = query.shape[:-3]
+    flat = lambda a: a.reshape((-1,) + a.shape[-3:])
+
+    def flat_logits_shaped(a):
+        if a is None:
+            return None
+        a = jnp.broadcast_to(a, batch + (query.shape[-2], query.shape[-3], key.shape[-3]))
+        return a.reshape((-1,) + a.shape[-3:])
+
+    out = _dot_product_attention(flat(query), flat(key), flat(value), bias=flat_logits_shaped(bias),
+                                       mask=flat_logits_shaped(mask), is_causal=is_causal,
+                                       implementation=implementation)
+    return out.reshape(batch + out.shape[1:])
+
+
 class MLP(nnx.Module):
-    """Plain multi-layer perceptron: ``in -> hidden... -> out`` on the last axis."""
+    """Plain multi-layer perceptron: ``in -> hidden... -> out`` on the last axis.
+
+    ``dtype``: compute dtype (e.g. ``jnp.bfloat16``; params float32, output float32).
+    """
 
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *,
-                 activation: str = "relu", rngs: nnx.Rngs):
+                 activation: str = "relu", dtype=None, rngs: nnx.Rngs):
         _check_sizes(in_features=in_features, out_features=out_features,
                      **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        self.dtype = _check_dtype(dtype)
         sizes = [in_features, *hidden, out_features]
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.layers = nnx.List([nnx.Linear(a, b, dtype=self.dtype, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         self.act = _activation(activation)
         self.in_features = in_features
 
@@ -101,28 +176,30 @@ class MLP(nnx.Module):
             raise ValueError(f"`x` must have last dimension {self.in_features}; got shape {x.shape}.")
         for layer in self.layers[:-1]:
             x = self.act(layer(x))
-        return self.layers[-1](x)
+        return _full_precision(self.layers[-1](x), self.dtype)
 
 
 class ResidualMLP(nnx.Module):
     """Residual MLP: ``Linear -> [LayerNorm -> act -> Linear -> act -> Linear] + skip -> Linear``.
 
     The MLP backbone of marginal / conditional networks on flattened data.
+    ``dtype``: compute dtype (e.g. ``jnp.bfloat16``; params float32, output float32).
     """
 
     def __init__(self, in_features: int, width: int, depth: int, out_features: int, *,
-                 activation: str = "gelu", rngs: nnx.Rngs):
+                 activation: str = "gelu", dtype=None, rngs: nnx.Rngs):
         _check_sizes(in_features=in_features, width=width, out_features=out_features)
         if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
             raise ValueError(f"`depth` must be an int >= 0; got {depth!r}.")
-        self.inp = nnx.Linear(in_features, width, rngs=rngs)
-        self.norms = nnx.List([nnx.LayerNorm(width, rngs=rngs) for _ in range(depth)])
-        self.hidden1 = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(depth)])
+        self.dtype = dt = _check_dtype(dtype)
+        self.inp = nnx.Linear(in_features, width, dtype=dt, rngs=rngs)
+        self.norms = nnx.List([nnx.LayerNorm(width, dtype=dt, rngs=rngs) for _ in range(depth)])
+        self.hidden1 = nnx.List([nnx.Linear(width, width, dtype=dt, rngs=rngs) for _ in range(depth)])
         self.hidden2 = nnx.List([
-            nnx.Linear(width, width, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+            nnx.Linear(width, width, kernel_init=nnx.initializers.zeros_init(), dtype=dt, rngs=rngs)
             for _ in range(depth)
         ])
-        self.out = nnx.Linear(width, out_features, rngs=rngs)
+        self.out = nnx.Linear(width, out_features, dtype=dt, rngs=rngs)
         self.act = _activation(activation)
         self.in_features = in_features
 
@@ -132,7 +209,7 @@ class ResidualMLP(nnx.Module):
         h = self.inp(x)
         for norm, l1, l2 in zip(self.norms, self.hidden1, self.hidden2):
             h = h + l2(self.act(l1(self.act(norm(h)))))
-        return self.out(self.act(h))
+        return _full_precision(self.out(self.act(h)), self.dtype)
 
 
 def _singly_replaced(base: Array, rows: Array, offset: int) -> Array:
@@ -147,12 +224,14 @@ def _singly_replaced(base: Array, rows: Array, offset: int) -> Array:
 
 
 class _Block(nnx.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int, rngs: nnx.Rngs):
-        self.ln1 = nnx.LayerNorm(dim, rngs=rngs)
-        self.attn = nnx.MultiHeadAttention(num_heads, dim, decode=False, rngs=rngs)
-        self.ln2 = nnx.LayerNorm(dim, rngs=rngs)
-        self.fc1 = nnx.Linear(dim, mlp_dim, rngs=rngs)
-        self.fc2 = nnx.Linear(mlp_dim, dim, rngs=rngs)
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, rngs: nnx.Rngs, dtype=None,
+                 attention_fn: Callable[..., Array] = fused_attention):
+        self.ln1 = nnx.LayerNorm(dim, dtype=dtype, rngs=rngs)
+        self.attn = nnx.MultiHeadAttention(num_heads, dim, decode=False, dtype=dtype, attention_fn=attention_fn,
+                                           rngs=rngs)
+        self.ln2 = nnx.LayerNorm(dim, dtype=dtype, rngs=rngs)
+        self.fc1 = nnx.Linear(dim, mlp_dim, dtype=dtype, rngs=rngs)
+        self.fc2 = nnx.Linear(mlp_dim, dim, dtype=dtype, rngs=rngs)
 
     def __call__(self, h: Array) -> Array:
         h = h + self.attn(self.ln1(h))
@@ -197,23 +276,37 @@ class TransformerEncoder(nnx.Module):
     ``[0, vocab_size)`` and labels in ``[0, num_classes]``: checked eagerly when the
     inputs are concrete (an embedding gather would clamp them silently); under
     ``jit`` only shapes and dtypes are checked.
+
+    ``dtype``: compute dtype (e.g. ``jnp.bfloat16`` on accelerators); parameters stay
+    float32 and the logits are float32. ``attention_fn``: the attention kernel of
+    every block, :func:`fused_attention` (``jax.nn.dot_product_attention``) by default;
+    ``nnx.dot_product_attention`` gives Flax's reference implementation (the same
+    parameters, so either reads the other's checkpoints).
     """
 
     def __init__(self, vocab_size: int, seq_len: int, *, dim: int = 64, depth: int = 2,
                  num_heads: int = 4, mlp_dim: int | None = None, out_features: int | None = None,
-                 num_classes: int | None = None, rngs: nnx.Rngs):
+                 num_classes: int | None = None, dtype=None,
+                 attention_fn: Callable[..., Array] = fused_attention, rngs: nnx.Rngs):
         _check_sizes(vocab_size=vocab_size, seq_len=seq_len, dim=dim, depth=depth, num_heads=num_heads,
                      mlp_dim=mlp_dim, out_features=out_features, num_classes=num_classes)
         if dim % num_heads:
             raise ValueError(f"`dim` ({dim}) must be divisible by `num_heads` ({num_heads}).")
+        if not callable(attention_fn):
+            raise ValueError(f"`attention_fn` must be callable; got {attention_fn!r}.")
         self.vocab_size, self.seq_len, self.num_classes = vocab_size, seq_len, num_classes
-        self.tok = nnx.Embed(vocab_size, dim, rngs=rngs)
+        self.dtype = dt = _check_dtype(dtype)
+        self.tok = nnx.Embed(vocab_size, dim, dtype=dt, rngs=rngs)
         self.mask_emb = nnx.Param(0.02 * jax.random.normal(rngs.params(), (dim,)))
         self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (seq_len, dim)))
-        self.cls = nnx.Embed(num_classes + 1, dim, rngs=rngs) if num_classes is not None else None
-        self.blocks = nnx.List([_Block(dim, num_heads, mlp_dim or 4 * dim, rngs) for _ in range(depth)])
-        self.ln = nnx.LayerNorm(dim, rngs=rngs)
-        self.head = nnx.Linear(dim, out_features or vocab_size, rngs=rngs)
+        self.cls = nnx.Embed(num_classes + 1, dim, dtype=dt, rngs=rngs) if num_classes is not None else None
+        self.blocks = nnx.List([_Block(dim, num_heads, mlp_dim or 4 * dim, rngs, dt, attention_fn)
+                                for _ in range(depth)])
+        self.ln = nnx.LayerNorm(dim, dtype=dt, rngs=rngs)
+        self.head = nnx.Linear(dim, out_features or vocab_size, dtype=dt, rngs=rngs)
+
+    def _compute(self, h: Array) -> Array:
+        return h if self.dtype is None else h.astype(self.dtype)
 
     def _check_tokens(self, tokens: Array) -> None:
         chex.assert_rank(tokens, 2, custom_message="`tokens` must be [batch, seq_len] int")
@@ -237,12 +330,12 @@ class TransformerEncoder(nnx.Module):
         safe = jnp.where(mask, tokens, 0)  # hidden entries may hold any id, e.g. a MASK id
         masks_lib.check_token_ids(safe, self.vocab_size, "tokens")
         h = jnp.where(mask[..., None], self.tok(safe), self.mask_emb[...][None, None, :]) + self.pos[...][None]
-        h = self._with_class(h, labels)
+        h = self._with_class(self._compute(h), labels)
         for block in self.blocks:
             h = block(h)
         if self.cls is not None:
             h = h[:, 1:]
-        return self.head(self.ln(h))
+        return _full_precision(self.head(self.ln(h)), self.dtype)
 
     def leave_one_out(self, tokens: Array, labels: Array | None = None, *, batch_size: int | None = None) -> Array:
         """``out[b, n]`` = the logits at position ``n`` when ``n`` alone is hidden: ``[B, L, out_features]``.
@@ -273,8 +366,8 @@ class TransformerEncoder(nnx.Module):
         b, l = tokens.shape
         pos = self.pos[...]
         offset = 0 if self.cls is None else 1  # the class token sits at position 0
-        h = self._with_class(self.tok(tokens) + pos[None], labels)  # [B, S, d]
-        hidden = self.mask_emb[...][None, :] + pos  # [L, d]: the input row of position n hidden
+        h = self._with_class(self._compute(self.tok(tokens) + pos[None]), labels)  # [B, S, d]
+        hidden = self._compute(self.mask_emb[...][None, :] + pos)  # [L, d]: the input row of position n hidden
         if len(self.blocks) == 1:
             h = _singly_replaced(h, hidden, offset)
         else:
@@ -284,4 +377,4 @@ class TransformerEncoder(nnx.Module):
             h = block(h)
         index = jnp.tile(jnp.arange(l), b) + offset
         hq = self.blocks[-1].at_queries(h, index)  # [B * L, d]
-        return self.head(self.ln(hq)).reshape(b, l, -1)
+        return _full_precision(self.head(self.ln(hq)), self.dtype).reshape(b, l, -1)

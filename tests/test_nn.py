@@ -99,3 +99,64 @@ def test_mlps_and_functional_with_state():
 
     grads, s = jax.grad(loss, has_aux=True)(params)
     np.testing.assert_allclose(s["bn"]["mean"][...], 0.5 * x.mean(0), rtol=1e-6)
+
+
+# --- accelerator paths (issue 13): fused attention, compute dtype ---------------------------------
+
+def test_fused_attention_equals_flax_reference():
+    num_classes = 3  # the class-token path; depth 2: leave_one_out's first block runs on [B, L, S, N, H] copies
+    kw = dict(dim=16, depth=2, num_heads=2, num_classes=num_classes)
+    fused = nn.TransformerEncoder(7, 6, rngs=nnx.Rngs(0), **kw)  # default: jax.nn.dot_product_attention
+    ref = nn.TransformerEncoder(7, 6, attention_fn=nnx.dot_product_attention, rngs=nnx.Rngs(0), **kw)
+    apply_f, params = nn.functional(fused)
+    apply_r, params_r = nn.functional(ref)
+    jax.tree.map(np.testing.assert_array_equal, params, params_r)  # same parameters: checkpoints interchange
+    t = jax.random.randint(jax.random.key(0), (3, 6), 0, 7)
+    m = jax.random.bernoulli(jax.random.key(1), 0.5, (3, 6))
+    labels = jnp.array([0, 2, 3])
+    both = jax.jit(lambda p: (apply_f(p, t, m, labels), apply_r(p, t, m, labels)))
+    np.testing.assert_allclose(*both(params), rtol=1e-5, atol=1e-5)
+    loo_f, _ = nn.functional(fused, method="leave_one_out")  # the 5-D [B, L, S, N, H] copies path too
+    loo_r, _ = nn.functional(ref, method="leave_one_out")
+    both = jax.jit(lambda p: (loo_f(p, t, labels), loo_r(p, t, labels)))
+    np.testing.assert_allclose(*both(params), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_attention_mask_and_bias_match_the_closed_form():
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 3, 4, 2, 8)) for i in range(3))  # two batch axes
+    mask = jax.random.bernoulli(jax.random.key(5), 0.7, (2, 3, 2, 4, 4)).at[..., 0].set(True)
+    bias = jax.random.normal(jax.random.key(6), (1, 1, 2, 4, 4))  # broadcast over the batch axes
+    logits = jnp.einsum("...tnh,...snh->...nts", q, k) / np.sqrt(8) + bias
+    w = jax.nn.softmax(jnp.where(mask, logits, -jnp.inf), axis=-1)
+    want = jnp.einsum("...nts,...snh->...tnh", w, v)
+    np.testing.assert_allclose(jax.jit(nn.fused_attention)(q, k, v, bias, mask), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="`dropout_rate`"):
+        nn.fused_attention(q, k, v, dropout_rate=0.1, deterministic=False)
+
+
+@pytest.mark.parametrize("make,inputs", [
+    (lambda dt: nn.TransformerEncoder(7, 6, dim=16, depth=1, num_heads=2, dtype=dt, rngs=nnx.Rngs(0)),
+     (jnp.zeros((2, 6), jnp.int32).at[:, ::2].set(3), jnp.ones((2, 6), bool).at[:, 1].set(False))),
+    (lambda dt: nn.ResidualMLP(6, 32, 2, 3, dtype=dt, rngs=nnx.Rngs(0)), (jnp.linspace(-1, 1, 24).reshape(4, 6),)),
+    (lambda dt: nn.MLP(6, [32], 3, dtype=dt, rngs=nnx.Rngs(0)), (jnp.linspace(-1, 1, 24).reshape(4, 6),)),
+])
+def test_bfloat16_compute_keeps_float32_params_and_outputs(make, inputs):
+    apply16, p16 = nn.functional(make(jnp.bfloat16))
+    apply32, p32 = nn.functional(make(None))
+    assert {x.dtype for x in jax.tree.leaves(p16)} == {jnp.dtype(jnp.float32)}
+    jax.tree.map(np.testing.assert_array_equal, p16, p32)
+    y16, y32 = jax.jit(lambda a, b: (apply16(a, *inputs), apply32(b, *inputs)))(p16, p32)
+    assert y16.dtype == y32.dtype == jnp.float32
+    jaxpr = str(jax.make_jaxpr(apply16)(p16, *inputs))
+    assert "bf16" in jaxpr and "dot_general" in jaxpr  # the matmuls really run in bfloat16
+    err = float(jnp.max(jnp.abs(y16 - y32)) / jnp.max(jnp.abs(y32)))
+    assert 1e-5 < err < 5e-2, err  # bfloat16-sized error: different from float32, still the same function
+    # gradients reach the float32 params in float32
+    g = jax.jit(jax.grad(lambda p: jnp.sum(apply16(p, *inputs) ** 2)))(p16)
+    assert {x.dtype for x in jax.tree.leaves(g)} == {jnp.dtype(jnp.float32)}
+
+
+@pytest.mark.parametrize("bad", ["int32", jnp.int8, "nope"])
+def test_bad_dtype(bad):
+    with pytest.raises(ValueError, match="`dtype`"):
+        nn.MLP(2, [3], 1, dtype=bad, rngs=nnx.Rngs(0))
