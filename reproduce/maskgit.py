@@ -74,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--num-cas-samples", type=int, default=256)
     p.add_argument("--workdir", default="runs/reproduce_maskgit")
     p.add_argument("--results-dir", default=None)
+    p.add_argument("--append", action="store_true",
+                   help="keep the datasets already in results/maskgit.json (run with the same budget flags)")
     return p.parse_args(argv)
 
 
@@ -140,6 +142,17 @@ def main(argv=None):
     names = args.datasets or selected_datasets()[: args.max_datasets]
     t0, runs, path = time.time(), {}, None
     command = "flock /tmp/mamjax_heavy.lock python -m reproduce.maskgit"
+    previous_seconds = 0.0
+    if args.append:
+        with open(os.path.join(args.results_dir or common.RESULTS_DIR, "maskgit.json")) as f:
+            old = json.load(f)["data"]
+        same = {k: v for k, v in old["args"].items() if k not in ("datasets", "append", "max_datasets")}
+        mine = {k: v for k, v in vars(args).items() if k not in ("datasets", "append", "max_datasets")}
+        if same != mine:
+            raise SystemExit(f"--append: budget flags differ from the results file: {same} vs {mine}")
+        runs = {n: {int(k): v for k, v in r.items()} for n, r in old["runs"].items()}
+        previous_seconds = float(old.get("seconds", sum(r["seconds"] for v in runs.values() for r in v.values())))
+        command += " (then --datasets <rest> --append)"
     for name in names:
         tr, te = mdata.load(f"ucr/{name}", "train"), mdata.load(f"ucr/{name}", "test")
         num_classes = int(tr["label"].max()) + 1
@@ -160,11 +173,12 @@ def main(argv=None):
                                 "seconds": time.time() - ts}
             print(name, seed, json.dumps({m: {k: round(v, 3) for k, v in s.items()}
                                           for m, s in out["scores"].items()}), f"{time.time() - ts:.0f} s", flush=True)
-        s = summarize(runs, args, time.time() - t0)
+        seconds = previous_seconds + time.time() - t0
+        s = summarize(runs, args, seconds)
         path = common.write_results(
             "maskgit", title="Naive MaskGIT decoding vs ESS on UCR datasets (paper protocol, CPU scale).",
             command=command, budget=s["budget"], seeds=args.seeds, tables=s["tables"], notes=s["notes"],
-            data={"runs": runs, "args": vars(args)}, results_dir=args.results_dir)
+            data={"runs": runs, "args": vars(args), "seconds": seconds}, results_dir=args.results_dir)
     print(f"wrote {path}; {time.time() - t0:.0f} s")
 
 

@@ -209,7 +209,7 @@ def critical_resampling(logits_fn: LogitsFn, reverse: ReverseResult, labels: Arr
 def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size: int, seq_len: int,
                labels: Array | None = None, num_steps: int = 10, schedule: str = "cosine",
                temperature: float = 4.0, guidance_scale: float = 1.0, null_label: int | None = None,
-               ma_rate: float = 0.3, per_sequence: bool = False, early_exit: bool = True,
+               ma_rate: float = 0.3, threshold: float = 1.0, per_sequence: bool = False, early_exit: bool = True,
                leave_one_out_fn: LeaveOneOutFn | None = None, return_info: bool = False):
     """Unconditional (or class-conditional) generation with ESS.
 
@@ -219,7 +219,8 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
       codebook: ``[K, d]`` embeddings of the tokens.
       batch_size, seq_len: B, N (static).
       labels: ``[B]`` or None.
-      per_sequence, early_exit: see :func:`critical_reverse_sampling`.
+      threshold, per_sequence, early_exit: see :func:`critical_reverse_sampling` (``threshold = inf``
+        walks back to t = 1 or to a step that reveals nothing: the costliest ESS).
       leave_one_out_fn: ``(tokens, labels) -> [B, N, K]``, the prior's leave-one-out logits for the
         critic (e.g. ``TransformerEncoder.leave_one_out``); None = vmap of ``logits_fn`` over the copies.
 
@@ -235,7 +236,8 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
     naive = decode(logits_fn, blank, hidden, k_naive, labels=labels, num_steps=num_steps, schedule=schedule,
                    temperature=temperature, guidance_scale=guidance_scale, null_label=null_label)
     reverse = critical_reverse_sampling(logits_fn, naive, labels, codebook, k_reverse, num_steps=num_steps,
-                                        schedule=schedule, ma_rate=ma_rate, per_sequence=per_sequence,
+                                        schedule=schedule, ma_rate=ma_rate, threshold=threshold,
+                                        per_sequence=per_sequence,
                                         early_exit=early_exit, leave_one_out_fn=leave_one_out_fn)
     out = critical_resampling(logits_fn, reverse, labels, codebook, k_resample, num_steps=num_steps,
                               schedule=schedule, temperature=temperature, guidance_scale=guidance_scale,

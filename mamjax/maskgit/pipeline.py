@@ -35,8 +35,8 @@ from mamjax.maskgit import prior as prior_lib
 from mamjax.maskgit import sample as sample_lib
 from mamjax.maskgit import tokenizer as tok_lib
 
-__all__ = ["TokenizerBundle", "PriorBundle", "default_downsampling", "train_tokenizer", "tokenize",
-           "round_trip", "train_prior", "make_sampler", "generate", "generate_unconditional", "train_classifier",
+__all__ = ["TokenizerBundle", "PriorBundle", "default_downsampling", "make_tokenizer", "train_tokenizer",
+           "tokenize", "round_trip", "init_prior", "train_prior", "make_sampler", "generate", "generate_unconditional", "train_classifier",
            "evaluate", "run_all"]
 
 
@@ -67,24 +67,49 @@ def default_downsampling(length: int, n_fft: int = 8, hop: int = 2, target_l: in
     return (max(0, round(math.log2(f / target_l))), max(0, round(math.log2(f / target_h))))
 
 
+def make_tokenizer(length: int, *, hidden: int = 64, code_dim: int = 16, num_codes: int = 32,
+                   down_l: int | None = None, down_h: int | None = None, n_fft: int = 8, hop: int = 2,
+                   window: str = "hann", padding: str = "zeros", tokens_per_step: int = 1, floor_down: bool = False,
+                   codebook: str = "unit_norm", ema_decay: float = 0.8, seed: int = 0) -> tok_lib.Tokenizer:
+    """An untrained :class:`~mamjax.maskgit.tokenizer.Tokenizer`; ``down_l`` / ``down_h`` None: ~10 / ~20 tokens."""
+    dl, dh = default_downsampling(length, n_fft, hop)
+    return tok_lib.Tokenizer(length, n_fft=n_fft, hop=hop, hidden=hidden, code_dim=code_dim, num_codes=num_codes,
+                             down_l=dl if down_l is None else down_l, down_h=dh if down_h is None else down_h,
+                             window=window, padding=padding, tokens_per_step=tokens_per_step, floor_down=floor_down,
+                             codebook=codebook, ema_decay=ema_decay, rngs=nnx.Rngs(seed))
+
+
 def train_tokenizer(x: np.ndarray, *, num_steps: int = 1000, batch_size: int = 32, learning_rate: float = 1e-3,
                     hidden: int = 64, code_dim: int = 16, num_codes: int = 32, down_l: int | None = None,
-                    down_h: int | None = None, n_fft: int = 8, hop: int = 2, seed: int = 0, workdir=None,
-                    progress: bool | None = None) -> tuple[TokenizerBundle, list]:
-    """Stage 1: the STFT VQ-VAE on ``x [N, T]``. Returns the bundle and the metric history."""
-    length = x.shape[1]
-    dl, dh = default_downsampling(length, n_fft, hop)
-    module = tok_lib.Tokenizer(length, n_fft=n_fft, hop=hop, hidden=hidden, code_dim=code_dim, num_codes=num_codes,
-                               down_l=dl if down_l is None else down_l, down_h=dh if down_h is None else down_h,
-                               rngs=nnx.Rngs(seed))
+                    down_h: int | None = None, n_fft: int = 8, hop: int = 2, window: str = "hann",
+                    padding: str = "zeros", tokens_per_step: int = 1, floor_down: bool = False,
+                    codebook: str = "unit_norm", ema_decay: float = 0.8, seed: int = 0,
+                    workdir=None, mesh=None, progress: bool | None = None) -> tuple[TokenizerBundle, list]:
+    """Stage 1: the STFT VQ-VAE on ``x [N, T]`` (options: :func:`make_tokenizer`).
+
+    ``mesh``: a data mesh (:func:`mamjax.sharding`); batches are split over it by :func:`mamjax.train.fit`.
+    Returns the bundle and the metric history.
+    """
+    module = make_tokenizer(x.shape[1], hidden=hidden, code_dim=code_dim, num_codes=num_codes, down_l=down_l,
+                            down_h=down_h, n_fft=n_fft, hop=hop, window=window, padding=padding,
+                            tokens_per_step=tokens_per_step, floor_down=floor_down, codebook=codebook,
+                            ema_decay=ema_decay, seed=seed)
     params, fns = tok_lib.tokenizer_functions(module)
     opt = optax.adam(learning_rate)
-    step = train_lib.make_train_step(lambda p, b, k: fns["loss"](p, b), opt)
-    state = train_lib.TrainState.create(params, opt)
+    ema = codebook == "ema"
+    if ema:  # the EMA codebooks are model state carried by the step, not optimized parameters
+        step = train_lib.make_train_step(lambda p, s, b, k: fns["loss_with_state"](p, s, b), opt, stateful=True)
+        state = train_lib.TrainState.create(params, opt, model_state=tok_lib.tokenizer_state(module))
+    else:
+        step = train_lib.make_train_step(lambda p, b, k: fns["loss"](p, b), opt)
+        state = train_lib.TrainState.create(params, opt)
     stream = BatchStream(np.asarray(x, np.float32), min(batch_size, len(x)), seed=seed)
     state, hist = train_lib.fit(step, state, stream, num_steps=num_steps, key=jax.random.key(seed),
                                 workdir=_sub(workdir, "tokenizer"), save_every=max(1, num_steps // 2),
-                                log_every=max(1, num_steps // 10), desc="tokenizer", progress=progress)
+                                log_every=max(1, num_steps // 10), desc="tokenizer", mesh=mesh, progress=progress)
+    if ema:
+        nnx.update(module, state.model_state)
+        _, fns = tok_lib.tokenizer_functions(module)
     return TokenizerBundle(state.params, fns, module.len_l, module.len_h, num_codes), hist
 
 
@@ -102,18 +127,26 @@ def round_trip(tok: TokenizerBundle, x: np.ndarray, batch_size: int = 512) -> np
                            for i in range(0, len(x), batch_size)])
 
 
+def init_prior(num_codes: int, len_l: int, len_h: int, num_classes: int, *, dim: int = 64, depth: int = 2,
+               num_heads: int = 4, seed: int = 0) -> PriorBundle:
+    """The two untrained priors in pure form (what :func:`train_prior` starts from; benchmarks time them)."""
+    pri = prior_lib.make_priors(num_codes, len_l, len_h, num_classes=num_classes, dim=dim, depth=depth,
+                                num_heads=num_heads, rngs=nnx.Rngs(seed + 1))
+    (apply_l, p_l), (apply_h, p_h) = nn_lib.functional(pri["lf"]), nn_lib.functional(pri["hf"])
+    loo_l = functools.partial(nn_lib.functional(pri["lf"], method="leave_one_out")[0],
+                              batch_size=prior_lib.leave_one_out_batch_size(len_l))
+    return PriorBundle(apply_l, apply_h, {"lf": p_l, "hf": p_h}, num_classes, loo_l)
+
+
 def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, num_classes: int, *,
                 num_codes: int, num_steps: int = 2000, batch_size: int = 32, learning_rate: float = 1e-3,
                 dim: int = 64, depth: int = 2, num_heads: int = 4, p_uncond: float = 0.2, seed: int = 0,
-                workdir=None, progress: bool | None = None) -> tuple[PriorBundle, list]:
+                workdir=None, mesh=None, progress: bool | None = None) -> tuple[PriorBundle, list]:
     """Stage 2: the two class-conditional MaskGIT priors; labels dropped to the null class
     ``num_classes`` with probability ``p_uncond`` (class dropout: the null class is the unconditional prior)."""
-    pri = prior_lib.make_priors(num_codes, codes_l.shape[1], codes_h.shape[1], num_classes=num_classes, dim=dim,
-                                depth=depth, num_heads=num_heads, rngs=nnx.Rngs(seed + 1))
-    (apply_l, p_l), (apply_h, p_h) = nn_lib.functional(pri["lf"]), nn_lib.functional(pri["hf"])
-    loo_l = functools.partial(nn_lib.functional(pri["lf"], method="leave_one_out")[0],
-                              batch_size=prior_lib.leave_one_out_batch_size(codes_l.shape[1]))
-    params = {"lf": p_l, "hf": p_h}
+    init = init_prior(num_codes, codes_l.shape[1], codes_h.shape[1], num_classes, dim=dim, depth=depth,
+                      num_heads=num_heads, seed=seed)
+    apply_l, apply_h, params, loo_l = init.apply_l, init.apply_h, init.params, init.loo_l
     opt = optax.adamw(learning_rate, weight_decay=1e-2)
     loss = lambda p, b, k: prior_lib.prior_loss(apply_l, apply_h, num_codes, p, b, k, num_classes=num_classes,
                                                 p_uncond=p_uncond)
@@ -123,7 +156,7 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
     stream = BatchStream(data, min(batch_size, len(codes_l)), seed=seed)
     state, hist = train_lib.fit(step, state, stream, num_steps=num_steps, key=jax.random.key(seed + 1),
                                 workdir=_sub(workdir, "prior"), save_every=max(1, num_steps // 2),
-                                log_every=max(1, num_steps // 10), desc="prior", progress=progress)
+                                log_every=max(1, num_steps // 10), desc="prior", mesh=mesh, progress=progress)
     return PriorBundle(apply_l, apply_h, state.params, num_classes, loo_l), hist
 
 
@@ -221,8 +254,9 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
             prior_steps: int = 2000, fcn_steps: int = 500, cas_steps: int = 300, num_samples: int | None = None,
             num_cas_samples: int | None = None, sample_batch: int = 128, num_decode_steps: int = 10,
             temperature: float = 4.0, guidance_scale: float = 1.0, methods=("naive", "ess"),
-            prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, tokenizer_kwargs: dict | None = None,
-            classifier: fcn_lib.Classifier | None = None, progress: bool | None = None) -> dict:
+            prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_batch: int = 32,
+            prior_lr: float = 1e-3, p_uncond: float = 0.2, tokenizer_kwargs: dict | None = None,
+            classifier: fcn_lib.Classifier | None = None, mesh=None, progress: bool | None = None) -> dict:
     """All stages on ``train`` / ``test`` = ``{"x": [N, T], "label": [N]}``.
 
     For each method in ``methods`` (both on the one schedule of :mod:`mamjax.maskgit.schedule`):
@@ -230,7 +264,8 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
     and IS, and ``num_cas_samples`` class-conditional ones (default ``num_samples``, labels in the
     training set's class proportions) for CAS. ``classifier``: an FCN already trained on ``train``
     (e.g. shared by several seeds); None trains one in ``workdir/fcn`` with ``seed``.
-    ``tokenizer_kwargs`` go to :func:`train_tokenizer`.
+    ``tokenizer_kwargs`` go to :func:`train_tokenizer`. ``mesh``: data-parallel training of the
+    tokenizer and the priors (global batch sizes).
 
     Returns:
       ``{"tokenizer", "prior", "classifier", "samplers", "generated": {method: {"uncond": x, "cond": (x, y)}},
@@ -239,11 +274,12 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
     x_tr, y_tr = np.asarray(train["x"], np.float32), np.asarray(train["label"], np.int32)
     x_te, y_te = np.asarray(test["x"], np.float32), np.asarray(test["label"], np.int32)
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
-    tok, h_tok = train_tokenizer(x_tr, num_steps=tokenizer_steps, seed=seed, workdir=workdir, progress=progress,
-                                 **(tokenizer_kwargs or {}))
+    tok, h_tok = train_tokenizer(x_tr, num_steps=tokenizer_steps, seed=seed, workdir=workdir, mesh=mesh,
+                                 progress=progress, **(tokenizer_kwargs or {}))
     codes_l, codes_h = tokenize(tok, x_tr)
     pri, h_pri = train_prior(codes_l, codes_h, y_tr, num_classes, num_codes=tok.num_codes, num_steps=prior_steps,
-                             dim=prior_dim, depth=prior_depth, num_heads=prior_heads, seed=seed, workdir=workdir,
+                             batch_size=prior_batch, learning_rate=prior_lr, dim=prior_dim, depth=prior_depth,
+                             num_heads=prior_heads, p_uncond=p_uncond, seed=seed, workdir=workdir, mesh=mesh,
                              progress=progress)
     clf = classifier if classifier is not None else train_classifier(x_tr, y_tr, num_classes, num_steps=fcn_steps,
                                                                      seed=seed, workdir=workdir, progress=progress)

@@ -28,7 +28,7 @@ from mamjax.maskgit import vq
 Array = jax.Array
 
 __all__ = ["num_frames", "stft", "istft", "split_bands", "merge_bands", "band_to_channels", "channels_to_band",
-           "BandCoder", "Tokenizer", "tokenizer_functions"]
+           "EMAState", "CODEBOOKS", "BandCoder", "Tokenizer", "tokenizer_functions", "tokenizer_state"]
 
 
 def num_frames(length: int, n_fft: int = 8, hop: int = 2) -> int:
@@ -39,24 +39,40 @@ def num_frames(length: int, n_fft: int = 8, hop: int = 2) -> int:
     return -(-length // hop) + 1
 
 
-def stft(x: Array, n_fft: int = 8, hop: int = 2) -> Array:
-    """Short-time Fourier transform (Hann window, zero boundary padding).
+WINDOWS = ("hann", "boxcar")
+PADDINGS = {"zeros": "zeros", "reflect": "even"}  # scipy's "even" extension is torch's reflect padding
+
+
+def _check_stft(window: str, padding: str) -> None:
+    if window not in WINDOWS:
+        raise ValueError(f"`window` must be one of {list(WINDOWS)}; got {window!r}.")
+    if padding not in PADDINGS:
+        raise ValueError(f"`padding` must be one of {sorted(PADDINGS)}; got {padding!r}.")
+
+
+def stft(x: Array, n_fft: int = 8, hop: int = 2, window: str = "hann", padding: str = "zeros") -> Array:
+    """Short-time Fourier transform (``n_fft // 2`` boundary samples on each side).
 
     Args:
       x: ``[B, T]`` real series.
+      window: ``"hann"`` or ``"boxcar"`` (rectangular: ``torch.stft``'s default, the official TimeVQVAE STFT).
+      padding: ``"zeros"`` or ``"reflect"`` (``torch.stft(center=True)``'s default).
 
     Returns:
       ``[B, F, n_fft // 2 + 1]`` complex, ``F = T // hop + 1`` for even ``T``.
     """
     if x.ndim != 2:
         raise ValueError(f"`x` must be [batch, length]; got shape {x.shape}.")
-    _, _, z = signal.stft(x, nperseg=n_fft, noverlap=n_fft - hop, nfft=n_fft)
+    _check_stft(window, padding)
+    _, _, z = signal.stft(x, window=window, nperseg=n_fft, noverlap=n_fft - hop, nfft=n_fft,
+                          boundary=PADDINGS[padding])
     return jnp.swapaxes(z, -1, -2)
 
 
-def istft(u: Array, length: int, n_fft: int = 8, hop: int = 2) -> Array:
-    """Inverse of :func:`stft`: ``[B, F, bins] complex -> [B, length]`` real."""
-    _, x = signal.istft(jnp.swapaxes(u, -1, -2), nperseg=n_fft, noverlap=n_fft - hop, nfft=n_fft)
+def istft(u: Array, length: int, n_fft: int = 8, hop: int = 2, window: str = "hann") -> Array:
+    """Inverse of :func:`stft`: ``[B, F, bins] complex -> [B, length]`` real (any padding: it is trimmed)."""
+    _check_stft(window, "zeros")
+    _, x = signal.istft(jnp.swapaxes(u, -1, -2), window=window, nperseg=n_fft, noverlap=n_fft - hop, nfft=n_fft)
     if x.shape[-1] < length:
         x = jnp.pad(x, ((0, 0), (0, length - x.shape[-1])))
     return x[:, :length]
@@ -98,6 +114,13 @@ class _ResBlock(nnx.Module):
         return h + self.c2(jax.nn.relu(self.c1(jax.nn.relu(h))))
 
 
+class EMAState(nnx.Variable):
+    """Codebook state updated by exponential moving averages, not by the optimizer."""
+
+
+CODEBOOKS = ("unit_norm", "ema")
+
+
 class BandCoder(nnx.Module):
     """Encoder, codebook and decoder for one band.
 
@@ -107,43 +130,84 @@ class BandCoder(nnx.Module):
       code_dim: d, dimension of the codebook vectors.
       num_codes: K, codebook size.
       num_down: number of stride-2 downsamplings of the frame axis.
+      tokens_per_step: H', tokens per latent step (the official 2-D encoder keeps the frequency axis,
+        ``H' = n_fft // 2 + 1`` tokens per step); the band has ``H' x W'`` tokens, step-major.
+      floor_down: downsample with ``floor(n / 2)`` per step (kernel 4, stride 2, padding 1, as the
+        official encoder: 76 frames -> 38 -> 19 -> 9) instead of ``ceil(n / 2)`` ("SAME").
+      codebook: ``"unit_norm"``: unit-norm latents and codes, the codebook learned by the VQ loss
+        (cosine-similarity VQ); ``"ema"``: Euclidean VQ with the codebook an exponential moving average
+        of the latents assigned to it (:func:`mamjax.maskgit.vq.ema_update`, the official TimeVQVAE VQ).
+      ema_decay: the EMA decay (official 0.8).
     """
 
     def __init__(self, in_channels: int, *, hidden: int = 64, code_dim: int = 16, num_codes: int = 32,
-                 num_down: int = 2, rngs: nnx.Rngs):
-        self.num_down = num_down
+                 num_down: int = 2, tokens_per_step: int = 1, floor_down: bool = False, codebook: str = "unit_norm",
+                 ema_decay: float = 0.8, rngs: nnx.Rngs):
+        if codebook not in CODEBOOKS:
+            raise ValueError(f"`codebook` must be one of {list(CODEBOOKS)}; got {codebook!r}.")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"`ema_decay` must lie in [0, 1); got {ema_decay!r}.")
+        self.num_down, self.tokens_per_step, self.floor_down = num_down, tokens_per_step, floor_down
+        self.code_dim, self.codebook_kind, self.ema_decay = code_dim, codebook, ema_decay
         self.enc_in = nnx.Conv(in_channels, hidden, 3, rngs=rngs)
-        self.downs = nnx.List([nnx.Conv(hidden, hidden, 4, strides=2, rngs=rngs) for _ in range(num_down)])
+        pad = ((1, 1),) if floor_down else "SAME"
+        self.downs = nnx.List([nnx.Conv(hidden, hidden, 4, strides=2, padding=pad, rngs=rngs)
+                               for _ in range(num_down)])
         self.enc_res = _ResBlock(hidden, rngs)
-        self.enc_out = nnx.Conv(hidden, code_dim, 1, rngs=rngs)
-        self.codebook = nnx.Param(jax.random.normal(rngs.params(), (num_codes, code_dim)))
-        self.dec_in = nnx.Conv(code_dim, hidden, 3, rngs=rngs)
+        self.enc_out = nnx.Conv(hidden, code_dim * tokens_per_step, 1, rngs=rngs)
+        init = jax.random.normal(rngs.params(), (num_codes, code_dim))
+        if codebook == "ema":
+            self.codebook = EMAState(init)
+            self.ema_count = EMAState(jnp.ones((num_codes,)))
+            self.ema_total = EMAState(init)
+        else:
+            self.codebook = nnx.Param(init)
+        self.dec_in = nnx.Conv(code_dim * tokens_per_step, hidden, 3, rngs=rngs)
         self.dec_res = _ResBlock(hidden, rngs)
         self.ups = nnx.List([nnx.Conv(hidden, hidden, 3, rngs=rngs) for _ in range(num_down)])
         self.dec_out = nnx.Conv(hidden, in_channels, 3, rngs=rngs)
 
-    def num_tokens(self, num_frames: int) -> int:
+    def num_steps(self, num_frames: int) -> int:
+        """W', latent steps of ``num_frames`` frames."""
         n = num_frames
         for _ in range(self.num_down):
-            n = -(-n // 2)
+            n = n // 2 if self.floor_down else -(-n // 2)
         return n
 
+    def num_tokens(self, num_frames: int) -> int:
+        return self.num_steps(num_frames) * self.tokens_per_step
+
     def encode(self, c: Array) -> Array:
-        """``[B, F, C] -> [B, n, d]`` unit-norm latent vectors (before quantization)."""
+        """``[B, F, C] -> [B, n, d]`` unit-norm latent vectors (before quantization), ``n = W' H'``."""
         h = jax.nn.relu(self.enc_in(c))
         for down in self.downs:
             h = jax.nn.relu(down(h))
-        return _l2_normalize(self.enc_out(self.enc_res(h)))
+        z = self.enc_out(self.enc_res(h)).reshape(h.shape[0], -1, self.code_dim)  # [B, W' H', d]
+        return z if self.codebook_kind == "ema" else _l2_normalize(z)
 
     def codes(self) -> Array:
-        """The unit-norm codebook ``[K, d]``."""
-        return _l2_normalize(self.codebook[...])
+        """The codebook ``[K, d]`` (unit-norm rows unless ``codebook="ema"``)."""
+        return self.codebook[...] if self.codebook_kind == "ema" else _l2_normalize(self.codebook[...])
+
+    def quantize(self, z: Array, train: bool) -> tuple[vq.Quantized, Array, Array]:
+        """``(quantized, codebook loss, commitment loss)``; with ``codebook="ema"`` and ``train`` the
+        codebook moves by EMA instead (its codebook loss is then 0)."""
+        q = vq.quantize(z, self.codes())
+        if self.codebook_kind != "ema":
+            return q, q.codebook_loss, q.commitment_loss
+        if train:
+            count, total, book = vq.ema_update(self.ema_count[...], self.ema_total[...], z, q.codes, self.ema_decay)
+            self.ema_count[...], self.ema_total[...], self.codebook[...] = count, total, book
+        return q, jnp.zeros(()), q.commitment_loss
 
     def decode(self, z_q: Array, num_frames: int) -> Array:
         """``[B, n, d] -> [B, num_frames, C]``."""
-        h = self.dec_res(jax.nn.relu(self.dec_in(z_q)))
+        z = z_q.reshape(z_q.shape[0], -1, self.code_dim * self.tokens_per_step)  # [B, W', H' d]
+        h = self.dec_res(jax.nn.relu(self.dec_in(z)))
         for up in self.ups:
             h = jax.nn.relu(up(jnp.repeat(h, 2, axis=1)))
+        if h.shape[1] < num_frames:  # floor downsampling: stretch back to the frame count (as F.interpolate)
+            h = jax.image.resize(h, (h.shape[0], num_frames, h.shape[2]), "linear")
         return self.dec_out(h)[:, :num_frames]
 
 
@@ -155,20 +219,30 @@ class Tokenizer(nnx.Module):
       n_fft, hop: STFT window and hop.
       hidden, code_dim, num_codes: per-band conv width, code dimension and codebook size.
       down_l, down_h: stride-2 downsamplings of the frame axis for the low / high band
-        (tokens per band ``ceil(F / 2^down)``).
+        (tokens per band ``ceil(F / 2^down)``, or ``floor`` with ``floor_down``, times ``tokens_per_step``).
       beta: commitment weight.
+      window, padding: of the STFT (:func:`stft`); the official TimeVQVAE STFT is ``"boxcar"``, ``"reflect"``.
+      tokens_per_step, floor_down, codebook, ema_decay: see :class:`BandCoder` (official:
+        ``n_fft // 2 + 1``, True, ``"ema"``, 0.8).
     """
 
     def __init__(self, length: int, *, n_fft: int = 8, hop: int = 2, hidden: int = 64, code_dim: int = 16,
-                 num_codes: int = 32, down_l: int = 3, down_h: int = 2, beta: float = 0.25, rngs: nnx.Rngs):
+                 num_codes: int = 32, down_l: int = 3, down_h: int = 2, beta: float = 0.25, window: str = "hann",
+                 padding: str = "zeros", tokens_per_step: int = 1, floor_down: bool = False,
+                 codebook: str = "unit_norm", ema_decay: float = 0.8, rngs: nnx.Rngs):
         if n_fft % 2 or hop < 1 or hop > n_fft:
             raise ValueError(f"`n_fft` must be even and 1 <= `hop` <= n_fft; got n_fft={n_fft}, hop={hop}.")
+        _check_stft(window, padding)
+        if isinstance(tokens_per_step, bool) or not isinstance(tokens_per_step, int) or tokens_per_step < 1:
+            raise ValueError(f"`tokens_per_step` must be a positive int; got {tokens_per_step!r}.")
         self.length, self.n_fft, self.hop, self.beta = length, n_fft, hop, beta
+        self.window, self.padding = window, padding
         self.num_frames = num_frames(length, n_fft, hop)
         bins = n_fft // 2 + 1
-        self.low = BandCoder(2, hidden=hidden, code_dim=code_dim, num_codes=num_codes, num_down=down_l, rngs=rngs)
-        self.high = BandCoder(2 * (bins - 1), hidden=hidden, code_dim=code_dim, num_codes=num_codes,
-                              num_down=down_h, rngs=rngs)
+        band = dict(hidden=hidden, code_dim=code_dim, num_codes=num_codes, tokens_per_step=tokens_per_step,
+                    floor_down=floor_down, codebook=codebook, ema_decay=ema_decay, rngs=rngs)
+        self.low = BandCoder(2, num_down=down_l, **band)
+        self.high = BandCoder(2 * (bins - 1), num_down=down_h, **band)
         self.num_codes = num_codes
         self.len_l = self.low.num_tokens(self.num_frames)
         self.len_h = self.high.num_tokens(self.num_frames)
@@ -180,30 +254,33 @@ class Tokenizer(nnx.Module):
     def bands(self, x: Array) -> tuple[Array, Array]:
         """``x [B, T] -> (low, high)`` band channels ``[B, F, 2]``, ``[B, F, 2 (bins - 1)]``."""
         self._check(x)
-        lo, hi = split_bands(stft(x, self.n_fft, self.hop))
+        lo, hi = split_bands(stft(x, self.n_fft, self.hop, self.window, self.padding))
         return band_to_channels(lo), band_to_channels(hi)
 
     def band_series(self, c_low: Array, c_high: Array) -> tuple[Array, Array]:
         """Band channels -> the two time-domain components ``(x_l, x_h)``, each ``[B, T]``."""
         z_l = jnp.zeros_like(channels_to_band(c_high))
         z_h = jnp.zeros_like(channels_to_band(c_low))
-        x_l = istft(merge_bands(channels_to_band(c_low), z_l), self.length, self.n_fft, self.hop)
-        x_h = istft(merge_bands(z_h, channels_to_band(c_high)), self.length, self.n_fft, self.hop)
+        x_l = istft(merge_bands(channels_to_band(c_low), z_l), self.length, self.n_fft, self.hop, self.window)
+        x_h = istft(merge_bands(z_h, channels_to_band(c_high)), self.length, self.n_fft, self.hop, self.window)
         return x_l, x_h
 
     def __call__(self, x: Array) -> tuple[Array, dict]:
-        """Training loss: time-domain MSE per band + VQ losses. Returns ``(loss, metrics)``."""
+        """Training loss: time-domain MSE per band + VQ losses. Returns ``(loss, metrics)``.
+
+        With ``codebook="ema"`` the call also moves the codebooks (module state, see
+        :func:`tokenizer_functions`).
+        """
         c_l, c_h = self.bands(x)
-        q_l = vq.quantize(self.low.encode(c_l), self.low.codes())
-        q_h = vq.quantize(self.high.encode(c_h), self.high.codes())
+        q_l, cb_l, cm_l = self.low.quantize(self.low.encode(c_l), True)
+        q_h, cb_h, cm_h = self.high.quantize(self.high.encode(c_h), True)
         c_l_hat = self.low.decode(q_l.z_q, self.num_frames)
         c_h_hat = self.high.decode(q_h.z_q, self.num_frames)
         x_l, x_h = self.band_series(c_l, c_h)
         x_l_hat, x_h_hat = self.band_series(c_l_hat, c_h_hat)
         rec_l = jnp.mean((x_l - x_l_hat) ** 2) + jnp.mean((c_l - c_l_hat) ** 2)
         rec_h = jnp.mean((x_h - x_h_hat) ** 2) + jnp.mean((c_h - c_h_hat) ** 2)
-        vq_loss = (q_l.codebook_loss + self.beta * q_l.commitment_loss
-                   + q_h.codebook_loss + self.beta * q_h.commitment_loss)
+        vq_loss = cb_l + self.beta * cm_l + cb_h + self.beta * cm_h
         loss = rec_l + rec_h + vq_loss
         mse = jnp.mean((x - (x_l_hat + x_h_hat)) ** 2)
         return loss, {"rec_l": rec_l, "rec_h": rec_h, "vq": vq_loss, "mse": mse,
@@ -233,7 +310,10 @@ def tokenizer_functions(module: Tokenizer) -> tuple[Any, dict[str, Callable]]:
     """Pure functions of a :class:`Tokenizer`: ``params, fns``.
 
     ``fns`` maps ``"loss"``, ``"tokenize"``, ``"detokenize"``, ``"codebooks"`` to
-    ``fn(params, *args)``; each merges a fresh module with ``params``.
+    ``fn(params, *args)``; each merges a fresh module with ``params`` and the module's
+    current non-parameter state (the EMA codebooks, if any). ``fns["loss_with_state"](params,
+    state, x) -> (loss, (metrics, new_state))`` is the stateful training loss (``state`` from
+    :func:`tokenizer_state`); after training, ``nnx.update(module, new_state)`` and call this again.
     """
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
 
@@ -243,4 +323,16 @@ def tokenizer_functions(module: Tokenizer) -> tuple[Any, dict[str, Callable]]:
             return m(*args) if name == "loss" else getattr(m, name)(*args)
         return fn
 
-    return params, {n: method(n) for n in ("loss", "tokenize", "detokenize", "codebooks")}
+    def loss_with_state(p, state, x):
+        m = nnx.merge(graphdef, p, state, copy=True)  # fresh variables at this trace level: the EMA writes them
+        loss, metrics = m(x)
+        return loss, (metrics, nnx.state(m, EMAState))
+
+    fns = {n: method(n) for n in ("loss", "tokenize", "detokenize", "codebooks")}
+    fns["loss_with_state"] = loss_with_state
+    return params, fns
+
+
+def tokenizer_state(module: Tokenizer):
+    """The module's EMA codebook state (empty for unit-norm codebooks)."""
+    return nnx.state(module, EMAState)

@@ -18,7 +18,7 @@ from mamjax import masks as masks_lib
 
 Array = jax.Array
 
-__all__ = ["Quantized", "nearest_codes", "lookup", "quantize"]
+__all__ = ["Quantized", "nearest_codes", "lookup", "quantize", "ema_update"]
 
 
 class Quantized(NamedTuple):
@@ -80,3 +80,29 @@ def quantize(z: Array, codebook: Array) -> Quantized:
     usage = jnp.mean(jax.nn.one_hot(codes, codebook.shape[0]).reshape(-1, codebook.shape[0]), axis=0)
     perplexity = jnp.exp(-jnp.sum(usage * jnp.log(jnp.maximum(usage, 1e-10))))
     return Quantized(z_q, codes, codebook_loss, commitment_loss, perplexity)
+
+
+def ema_update(count: Array, total: Array, z: Array, codes: Array, decay: float, eps: float = 1e-5):
+    """EMA codebook update (van den Oord et al. 2017, appendix; the official TimeVQVAE ``decay`` 0.8).
+
+    ``N_k <- decay N_k + (1 - decay) n_k``, ``m_k <- decay m_k + (1 - decay) sum_{i: k_i = k} z_i`` and
+    ``e_k = m_k / N~_k`` with the Laplace-smoothed count ``N~_k = (N_k + eps) / (N + K eps) N``.
+
+    Args:
+      count: ``[K]`` running counts ``N_k``.
+      total: ``[K, d]`` running sums ``m_k``.
+      z: ``[..., d]`` encoder outputs (gradients stopped here).
+      codes: ``[...] int`` their nearest codes.
+      decay: in ``[0, 1)``.
+
+    Returns:
+      ``(count [K], total [K, d], codebook [K, d])``.
+    """
+    k = count.shape[0]
+    z = jax.lax.stop_gradient(z).reshape(-1, z.shape[-1])
+    onehot = jax.nn.one_hot(codes.reshape(-1), k, dtype=z.dtype)  # [M, K]
+    count = decay * count + (1 - decay) * onehot.sum(0)
+    total = decay * total + (1 - decay) * onehot.T @ z
+    n = count.sum()
+    smoothed = (count + eps) / (n + k * eps) * n
+    return count, total, total / smoothed[:, None]
