@@ -19,10 +19,11 @@ from mamjax.lml.estimator import (
     mpt_masks,
     rates_to_num_hidden,
     size_coefficients,
+    uniform_size_masks,
 )
 from mamjax.lml.lowrank import gaussian_mpt, lowrank_mpt
 from mamjax.lml.gaussian import mvn_conditional, mvn_conditional_logpdf, mvn_logpdf, normal_logpdf
-from mamjax.lml.ppca import ppca_cond_logpdf, ppca_conditional, ppca_cov, ppca_lml, ppca_sample
+from mamjax.lml.ppca import ppca_cond_logpdf, ppca_conditional, ppca_cov, ppca_lml, ppca_mle, ppca_sample
 from mamjax.lml.gp import gp_cond_logpdf, gp_cov, gp_lml, kernel_matrix
 from mamjax.lml.linear_vae import (
     LatentGrid,
@@ -30,6 +31,9 @@ from mamjax.lml.linear_vae import (
     linear_vae_cond_logpdf,
     linear_vae_elbo,
     linear_vae_lml,
+    linear_vae_mask_scores,
+    linear_vae_mpt,
+    linear_vae_subset_lml,
 )
 from mamjax.lml import objectives
 from mamjax.lml.bridge import (
@@ -42,10 +46,11 @@ from mamjax.lml.bridge import (
 __all__ = [
     "MPTEstimate", "MPTMasks", "check_mpt_masks", "cumulative_mpt", "cumulative_mpt_loop",
     "masked_pretraining_score", "mpt_masks", "rates_to_num_hidden",
-    "size_coefficients", "lowrank_mpt", "gaussian_mpt",
+    "size_coefficients", "uniform_size_masks", "lowrank_mpt", "gaussian_mpt",
     "mvn_conditional", "mvn_conditional_logpdf", "mvn_logpdf", "normal_logpdf",
-    "ppca_cond_logpdf", "ppca_conditional", "ppca_cov", "ppca_lml", "ppca_sample",
+    "ppca_cond_logpdf", "ppca_conditional", "ppca_cov", "ppca_lml", "ppca_mle", "ppca_sample",
     "gp_cond_logpdf", "gp_cov", "gp_lml", "kernel_matrix",
     "LatentGrid", "latent_grid", "linear_vae_cond_logpdf", "linear_vae_elbo", "linear_vae_lml",
+    "linear_vae_mask_scores", "linear_vae_mpt", "linear_vae_subset_lml",
     "objectives", "bernoulli_cond_logpdf", "categorical_cond_logpdf", "marginal_cond_logpdf", "mpt_log_likelihood",
 ]

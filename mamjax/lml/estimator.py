@@ -50,6 +50,7 @@ __all__ = [
     "draw_masks",
     "reduce_scores",
     "plan_arrays",
+    "uniform_size_masks",
 ]
 
 # Above this many subsets of one size, exact enumeration is refused (memory).
@@ -324,6 +325,22 @@ def size_coefficients(num_hidden, num_dims: int) -> np.ndarray:
     if uniq.size == num_dims:
         return 1.0 / counts[inv]
     return np.full(m.shape, num_dims / m.size)
+
+
+def uniform_size_masks(key: PRNGKey, num_dims: int, num_masks: int) -> Array:
+    """``[S, D]`` masks whose sizes are drawn uniformly from 1..D, then a uniform mask of that size.
+
+    A mask of a uniformly drawn size M is a draw from ``s_M``'s mask distribution with probability
+    ``1/D``, so ``D * mean_s score(mask_s)`` is an **unbiased** estimate of the cumulative score
+    ``sum_M s_M = log p(x)`` at the cost of S masks instead of ``D * K`` (the training objective
+    ``"uniform"`` of :mod:`mamjax.lml.objectives`). ``num_dims`` and ``num_masks`` are static.
+    """
+    if not isinstance(num_masks, (int, np.integer)) or num_masks < 1:
+        raise ValueError(f"`num_masks` must be a positive int; got {num_masks!r}.")
+    k_size, k_mask = jax.random.split(key)
+    sizes = jax.random.randint(k_size, (num_masks,), 1, num_dims + 1)
+    return jax.vmap(masks_lib.mask_by_count, in_axes=(0, None, 0))(jax.random.split(k_mask, num_masks), num_dims,
+                                                                    sizes)
 
 
 def draw_masks(key: PRNGKey, plan_masks: Array, is_exact: Array, num_hidden: Array) -> Array:

@@ -30,7 +30,7 @@ Array = jax.Array
 CondLogpdf = Callable[[Array, Array], Array]
 
 __all__ = ["LatentGrid", "latent_grid", "init_params", "linear_vae_lml", "linear_vae_cond_logpdf",
-           "linear_vae_elbo"]
+           "linear_vae_elbo", "linear_vae_mask_scores", "linear_vae_mpt", "linear_vae_subset_lml"]
 
 # Keeps log() finite if a mixture probability underflows (float32).
 _TINY = 1e-30
@@ -105,6 +105,74 @@ def linear_vae_cond_logpdf(params: dict, grid: LatentGrid) -> CondLogpdf:
         return jnp.where(mask, 0.0, x * log_p1 + (1.0 - x) * log_p0)
 
     return cond_logpdf
+
+
+def linear_vae_mask_scores(x: Array, masks: Array, w: Array, b: Array, z: Array, log_prior: Array) -> Array:
+    """Per-mask MPT scores ``[N, S]`` for binary ``x [N, D]`` and masks ``[S, D]``, as matrix products.
+
+    The same quantity as :func:`mamjax.lml.masked_pretraining_score` of :func:`linear_vae_cond_logpdf`
+    mask by mask, ``1/M sum_{j hidden} log p(x_j | x_O)``, but every (example, mask) posterior over the
+    grid comes from one ``[N S, D] x [D, G]`` product and every predictive from one ``[N S, G] x [G, D]``
+    product (the per-example route is a matrix-vector product per mask, and vmapping it over masks
+    gives batched products that XLA's CPU backend runs far slower).
+
+    Args:
+      x: ``[N, D]`` binary; masks: ``[S, D]`` bool, True = observed.
+      w, b: decoder ``[D, K]``, ``[D]``; z, log_prior: the :class:`LatentGrid` fields ``[G, K]``, ``[G]``.
+    """
+    lp, ln = _log_lik_tables({"w": w, "b": b}, LatentGrid(z, log_prior))
+    x = x.astype(lp.dtype)
+    o = masks.astype(lp.dtype)
+    h = 1.0 - o
+    # posterior logits: log pi_g + sum_{d observed} [x_d lp_gd + (1 - x_d) ln_gd]
+    logits = (log_prior[None, None] + jnp.einsum("nsd,gd->nsg", x[:, None, :] * o[None], lp - ln)
+              + (o @ ln.T)[None])  # [N, S, G]
+    post = jax.nn.softmax(logits, axis=-1)
+    log_p1 = jnp.log(jnp.maximum(post @ jnp.exp(lp), _TINY))  # [N, S, D]
+    log_p0 = jnp.log(jnp.maximum(post @ jnp.exp(ln), _TINY))
+    cond = x[:, None, :] * log_p1 + (1.0 - x[:, None, :]) * log_p0
+    return jnp.sum(cond * h[None], axis=-1) / jnp.sum(h, axis=-1)[None]
+
+
+def linear_vae_mpt(params: dict, x: Array, grid: LatentGrid, key: jax.Array, num_masks_per_rate: int,
+                   rates=None, *, num_hidden=None, exact: bool | str = "auto", chunk_size: int | str = "auto"):
+    """:func:`mamjax.lml.cumulative_mpt` of the grid model, every mask through :func:`linear_vae_mask_scores`.
+
+    Same plan, masks (for the same key) and result as ``cumulative_mpt(linear_vae_cond_logpdf(params,
+    grid), x, key, ...)``.
+
+    Args:
+      params: ``{"w": [D, K], "b": [D]}``; x: ``[D]`` or ``[N, D]`` binary; grid: :func:`latent_grid`.
+      key, num_masks_per_rate, rates, num_hidden, exact: as in ``cumulative_mpt``.
+      chunk_size: masks per ``lax.map`` chunk (``"auto"`` keeps ``N x chunk x D`` bounded).
+
+    Returns:
+      :class:`mamjax.lml.MPTEstimate`.
+    """
+    from mamjax.lml import lowrank  # the shared matmul-route driver (lowrank imports nothing from here)
+
+    x = jnp.asarray(x)
+    if x.ndim not in (1, 2) or x.shape[-1] != params["w"].shape[0]:
+        raise ValueError(f"`x` must have shape [D] or [N, D] with D = {params['w'].shape[0]}; got {tuple(x.shape)}.")
+    w = params["w"]
+    mean = jnp.zeros(x.shape[-1], w.dtype)
+    return lowrank.run_matmul_route(linear_vae_mask_scores, x.astype(w.dtype), key, num_masks_per_rate,
+                                    (w, params["b"], grid.z.astype(w.dtype), grid.log_prior.astype(w.dtype)),
+                                    mean, rates, num_hidden, exact, chunk_size, 2 * x.shape[-1])
+
+
+def linear_vae_subset_lml(params: dict, x: Array, grid: LatentGrid, hidden: Array) -> Array:
+    """Grid ``log p(x_T)`` of the coordinates ``T`` marked by ``hidden [S, D]`` (True = in T): ``[N, S]``.
+
+    The masked-token objective of the paper's exp.-5 code (the masked pixels scored jointly by their
+    marginal, not conditioned on the observed ones): ``D / M log p(x_T)`` is its per-example loss.
+    """
+    lp, ln = _log_lik_tables(params, grid)
+    x = x.astype(lp.dtype)
+    t = hidden.astype(lp.dtype)
+    logits = (grid.log_prior[None, None] + jnp.einsum("nsd,gd->nsg", x[:, None, :] * t[None], lp - ln)
+              + (t @ ln.T)[None])
+    return jax.nn.logsumexp(logits, axis=-1)
 
 
 def linear_vae_elbo(params: dict, x: Array, key: jax.Array) -> Array:

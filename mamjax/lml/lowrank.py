@@ -35,7 +35,7 @@ from mamjax.lml.gaussian import check_positive, mvn_mask_scores
 
 Array = jax.Array
 
-__all__ = ["lowrank_mpt", "gaussian_mpt", "lowrank_mask_scores", "spd_inverse"]
+__all__ = ["lowrank_mpt", "gaussian_mpt", "lowrank_mask_scores", "spd_inverse", "run_matmul_route", "scores_chunked"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Masks per lax.map chunk: keep the [N, chunk, 2K+1] projections near this many elements.
@@ -94,50 +94,60 @@ def lowrank_mask_scores(xc: Array, masks: Array, w: Array, psi: Array) -> Array:
     return (const[None] - 0.5 * quad) / num_hidden[None]
 
 
-def _mask_scores(kind: str, xc: Array, masks: Array, params: tuple) -> Array:
-    if kind == "lowrank":
-        return lowrank_mask_scores(xc, masks, *params)
-    return mvn_mask_scores(xc, masks, *params)
+def _full_mask_scores(xc: Array, masks: Array, cov: Array) -> Array:
+    return mvn_mask_scores(xc, masks, cov)
 
 
-def _scores_chunked(kind: str, xc: Array, masks: Array, params: tuple, chunk: int) -> Array:
+def scores_chunked(score_fn, xc: Array, masks: Array, params: tuple, chunk: int) -> Array:
+    """``score_fn(xc [N, D], masks [S, D], *params) -> [N, S]`` over ``lax.map`` chunks of ``chunk`` masks."""
     n = masks.shape[0]
     if chunk >= n:
-        return _mask_scores(kind, xc, masks, params)
+        return score_fn(xc, masks, *params)
     # Whole chunks only (padded with a valid mask): a separately vmapped remainder would be a second
     # batched LAPACK call that XLA may run concurrently with the scan (the deadlock of issue 20).
     num_chunks = -(-n // chunk)
     pad = num_chunks * chunk - n
     padded = jnp.concatenate([masks, jnp.broadcast_to(masks[:1], (pad, masks.shape[1]))]) if pad else masks
-    out = jax.lax.map(lambda m: _mask_scores(kind, xc, m, params), padded.reshape(num_chunks, chunk, -1))
+    out = jax.lax.map(lambda m: score_fn(xc, m, *params), padded.reshape(num_chunks, chunk, -1))
     return jnp.moveaxis(out, 0, 1).reshape(xc.shape[0], num_chunks * chunk)[:, :n]  # [N, S]
 
 
-def _matmul_estimate(kind: str, chunk: int, x: Array, params: tuple, mean: Array, key, plan_masks, weights,
+def _matmul_estimate(score_fn, chunk: int, x: Array, params: tuple, mean: Array, key, plan_masks, weights,
                      is_exact, num_hidden, coef) -> est.MPTEstimate:
     r, k, num_dims = plan_masks.shape
     masks = est.draw_masks(key, plan_masks, is_exact, num_hidden).reshape(r * k, num_dims)
     xb = x.reshape(-1, num_dims) - mean[None]
-    s = _scores_chunked(kind, xb, masks, params, chunk).reshape(x.shape[:-1] + (r, k))
+    s = scores_chunked(score_fn, xb, masks, params, chunk).reshape(x.shape[:-1] + (r, k))
     return est.reduce_scores(s, weights, is_exact, num_hidden, coef)
 
 
 _matmul_estimate_jit = jax.jit(_matmul_estimate, static_argnums=(0, 1))
 
 
-def _run(kind, x, key, num_masks_per_rate, params, mean, rates, num_hidden, exact, chunk_size, per_mask_width):
+def run_matmul_route(score_fn, x, key, num_masks_per_rate, params, mean, rates, num_hidden, exact, chunk_size,
+                     per_mask_width) -> est.MPTEstimate:
+    """The shared driver of the matmul routes: the plan of :func:`mamjax.lml.cumulative_mpt`, scores by ``score_fn``.
+
+    ``score_fn(xc [N, D], masks [S, D], *params) -> [N, S]`` must be a module-level function (it is a
+    static argument of the jitted call). ``per_mask_width`` is the per-example, per-mask working width
+    that ``chunk_size="auto"`` keeps ``N x chunk x width`` near ``CHUNK_ELEMENTS`` with.
+    """
     num_dims = x.shape[-1]
     plan, arrays = est.plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
     num_masks = plan.masks.shape[0] * plan.masks.shape[1]
-    if chunk_size == "auto":
-        per_mask = max(1, (x.size // num_dims) * per_mask_width)
-        chunk = max(1, min(num_masks, CHUNK_ELEMENTS // per_mask))
-    elif isinstance(chunk_size, int) and chunk_size >= 1:
-        chunk = chunk_size
-    else:
-        raise ValueError(f"`chunk_size` must be 'auto' or a positive int; got {chunk_size!r}.")
+    chunk = chunk_for(chunk_size, x.size // num_dims, per_mask_width, num_masks)
     fn = _matmul_estimate if est._is_traced(x, key, params, mean) else _matmul_estimate_jit
-    return fn(kind, chunk, x, params, mean, key, *arrays)
+    return fn(score_fn, chunk, x, params, mean, key, *arrays)
+
+
+def chunk_for(chunk_size, batch: int, per_mask_width: int, num_masks: int) -> int:
+    """Masks per chunk: ``"auto"`` keeps ``batch x chunk x per_mask_width`` near ``CHUNK_ELEMENTS``."""
+    if chunk_size == "auto":
+        per_mask = max(1, batch * per_mask_width)
+        return max(1, min(num_masks, CHUNK_ELEMENTS // per_mask))
+    if isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1:
+        return chunk_size
+    raise ValueError(f"`chunk_size` must be 'auto' or a positive int; got {chunk_size!r}.")
 
 
 def _check_x(x) -> Array:
@@ -168,7 +178,8 @@ def gaussian_mpt(x: Array, key: jax.Array, num_masks_per_rate: int, mean: Array,
     if cov.shape != (num_dims, num_dims):
         raise ValueError(f"`cov` must have shape [{num_dims}, {num_dims}]; got {tuple(cov.shape)}.")
     mean = jnp.broadcast_to(jnp.asarray(mean, cov.dtype), (num_dims,))
-    return _run("full", x, key, num_masks_per_rate, (cov,), mean, rates, num_hidden, exact, chunk_size, num_dims)
+    return run_matmul_route(_full_mask_scores, x, key, num_masks_per_rate, (cov,), mean, rates, num_hidden, exact,
+                            chunk_size, num_dims)
 
 
 def lowrank_mpt(x: Array, key: jax.Array, num_masks_per_rate: int, w: Array, psi, mean: Array | None = None,
@@ -201,5 +212,5 @@ def lowrank_mpt(x: Array, key: jax.Array, num_masks_per_rate: int, w: Array, psi
     psi = jnp.broadcast_to(jnp.asarray(psi, w.dtype), (num_dims,))
     check_positive(psi, "psi")
     mean = jnp.zeros(num_dims, w.dtype) if mean is None else jnp.broadcast_to(jnp.asarray(mean, w.dtype), (num_dims,))
-    return _run("lowrank", x, key, num_masks_per_rate, (w, psi), mean, rates, num_hidden, exact, chunk_size,
-                2 * w.shape[1] + 1)
+    return run_matmul_route(lowrank_mask_scores, x, key, num_masks_per_rate, (w, psi), mean, rates, num_hidden, exact,
+                            chunk_size, 2 * w.shape[1] + 1)

@@ -25,7 +25,7 @@ from mamjax.lml.gaussian import check_positive, mvn_logpdf, normal_logpdf
 Array = jax.Array
 CondLogpdf = Callable[[Array, Array], Array]
 
-__all__ = ["ppca_cov", "ppca_lml", "ppca_conditional", "ppca_cond_logpdf", "ppca_sample"]
+__all__ = ["ppca_cov", "ppca_lml", "ppca_conditional", "ppca_cond_logpdf", "ppca_sample", "ppca_mle"]
 
 
 def _mean(w: Array, mean: Array | None) -> Array:
@@ -93,3 +93,25 @@ def ppca_sample(key: jax.Array, w: Array, noise_var, num: int, mean: Array | Non
     z = jax.random.normal(kz, (num, k), w.dtype)
     eps = jax.random.normal(ke, (num, d), w.dtype)
     return z @ w.T + _mean(w, mean)[None, :] + jnp.sqrt(noise_var) * eps
+
+
+def ppca_mle(x: Array, latent_dim: int, noise_var) -> Array:
+    """Closed-form maximiser of the zero-mean PPCA LML with fixed noise (Tipping & Bishop, 1999).
+
+    With ``S = X^T X / N`` and its top eigenpairs ``(lambda_k, u_k)``, ``W = U_K diag(max(lambda_k -
+    sigma^2, 0))^{1/2}`` (unique up to a right rotation, so compare ``W W^T``).
+
+    Args:
+      x: ``[N, D]`` data; latent_dim: K; noise_var: ``sigma^2 > 0``.
+
+    Returns:
+      ``[D, K]`` loadings.
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"`x` must have shape [N, D]; got {tuple(x.shape)}.")
+    if not 1 <= latent_dim <= x.shape[1]:
+        raise ValueError(f"`latent_dim` must lie in [1, D={x.shape[1]}]; got {latent_dim}.")
+    evals, evecs = jnp.linalg.eigh(x.T @ x / x.shape[0])  # ascending
+    top = evals[::-1][:latent_dim]
+    return evecs[:, ::-1][:, :latent_dim] * jnp.sqrt(jnp.maximum(top - noise_var, 0.0))[None, :]
