@@ -13,6 +13,7 @@ steps per dispatch (``lax.scan``) and prefetches batches to the devices.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -206,6 +207,12 @@ def _tensorboard_writer(logdir: str):
     return SummaryWriter(logdir)
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_multi_step(train_step, num_steps: int):
+    """One compiled multi-step per ``(train_step, k)``: a loop of ``fit`` calls compiles it once."""
+    return make_multi_step(train_step, num_steps)
+
+
 def make_multi_step(train_step, num_steps: int):
     """``num_steps`` calls of ``train_step`` as one compiled ``lax.scan``.
 
@@ -307,7 +314,7 @@ def _fit(train_step, state, stream, *, num_steps, key, checkpointer, log_path, e
     meta = {"key": ckpt_lib.key_to_json(key)}
 
     k = steps_per_dispatch
-    multi = make_multi_step(train_step, k) if k > 1 else None
+    multi = _cached_multi_step(train_step, k) if k > 1 else None
     boundaries = [log_every] + ([eval_every] if eval_fn is not None and eval_every else []) + \
                  ([checkpointer.save_every] if checkpointer is not None else [])
 

@@ -354,3 +354,21 @@ def test_plot_metrics_leaves_the_backend_alone(tmp_path):
 def test_make_multi_step_bad_count():
     with pytest.raises(ValueError, match="`num_steps`"):
         train.make_multi_step(lambda s, b, k: (s, {}), 0)
+
+
+def test_multistep_compiles_once_across_fit_calls():
+    stream, params, loss_fn = _noisy_problem()
+    traces = []
+
+    def counted(p, b, k):
+        traces.append(1)
+        return loss_fn(p, b, k)
+
+    opt = optax.sgd(1e-2)
+    step_fn = train.make_train_step(counted, opt)
+    state, _ = train.fit(step_fn, train.TrainState.create(params, opt), stream, num_steps=8, key=jax.random.key(0),
+                         log_every=4, progress=False, steps_per_dispatch=4)
+    n = len(traces)
+    state, _ = train.fit(step_fn, state, stream, num_steps=16, key=jax.random.key(0), log_every=4, progress=False,
+                         steps_per_dispatch=4)  # e.g. a loop of fit calls to growing targets
+    assert int(state.step) == 16 and len(traces) == n == 1
