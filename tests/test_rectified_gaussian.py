@@ -56,7 +56,7 @@ def test_moments_entropy_and_samples(mu, s):
         slab, _ = integrate.quad(lambda z: -stats.norm.pdf(z, mu, s) * stats.norm.logpdf(z, mu, s), 0, np.inf)
         np.testing.assert_allclose(float(d.entropy()), slab - p0 * np.log(p0), rtol=1e-8)
         n = 400_000
-        z = np.asarray(d.sample(jax.random.key(0), (n,)))
+        z = np.asarray(d.sample(seed=jax.random.key(0), sample_shape=(n,)))
         assert z.shape == (n,) and z.min() >= 0.0
         assert abs(np.mean(z == 0.0) - p0) < 5 * np.sqrt(p0 * (1 - p0) / n)
         assert abs(z.mean() - mean) < 5 * np.sqrt(var / n)
@@ -70,7 +70,7 @@ def test_reparameterized_gradient_matches_finite_differences_of_quadrature():
     with x64():
         def mc(params, key):
             d = RectifiedGaussian(params[0], params[1])
-            return jnp.mean(g_jnp(d.sample(key, (1_000_000,))))
+            return jnp.mean(g_jnp(d.sample(seed=key, sample_shape=(1_000_000,))))
         grad = np.asarray(jax.jit(jax.grad(mc))(jnp.array([mu, s]), jax.random.key(1)))
     fd_mu = (_quad_expect(g_np, mu + h, s) - _quad_expect(g_np, mu - h, s)) / (2 * h)
     fd_s = (_quad_expect(g_np, mu, s + h) - _quad_expect(g_np, mu, s - h)) / (2 * h)
@@ -96,7 +96,7 @@ def test_kl_closed_form_matches_quadrature_and_monte_carlo(q, p):
         exact = _quad_kl(q, p)
         np.testing.assert_allclose(float(kl_divergence(dq, dp)), exact, rtol=1e-8, atol=1e-10)
         samples = 200_000
-        z = dq.sample(jax.random.key(2), (samples,))
+        z = dq.sample(seed=jax.random.key(2), sample_shape=(samples,))
         lr = np.asarray(dq.log_prob(z) - dp.log_prob(z))
         mc = float(kl_divergence_mc(dq, dp, jax.random.key(2), samples))
         assert np.isfinite(mc) and np.isfinite(lr).all()
@@ -125,7 +125,7 @@ def test_extreme_parameters_are_finite_in_float32_and_batched_under_jit():
 
     @jax.jit
     def f(q, p, key):
-        z, lq = q.sample_and_log_prob(key, (3,))
+        z, lq = q.sample_and_log_prob(seed=key, sample_shape=(3,))
         return z, lq, kl_divergence(q, p), q.mean(), q.variance(), p.log_prob(z)
 
     z, lq, kl, m, v, lp = f(q, p, jax.random.key(0))
@@ -161,7 +161,7 @@ def test_pathwise_gradient_of_sampled_log_prob_is_biased_closed_form_is_not():
     with x64():
         def pathwise(loc, key):
             d = RectifiedGaussian(loc, jnp.float64(s))
-            return jnp.mean(d.log_prob(d.sample(key, (400_000,))))
+            return jnp.mean(d.log_prob(d.sample(seed=key, sample_shape=(400_000,))))
         g_path = float(jax.grad(pathwise)(jnp.float64(mu), jax.random.key(3)))
         g_exact = float(jax.grad(lambda loc: -RectifiedGaussian(loc, jnp.float64(s)).entropy())(jnp.float64(mu)))
     h = 1e-5

@@ -8,12 +8,14 @@ respect to the mixed base measure ``delta_0 + Lebesgue on (0, inf)``, so
 Gaussians share that base measure, so their KL divergence and density ratios
 (importance weights) are finite and well defined.
 
-Why not a distrax ``Distribution``: distrax is not a dependency of mamjax (and is
-not installed here). The class below is a registered pytree
-(``flax.struct.dataclass``) with the distrax-like names (``log_prob``, ``sample``,
-``sample_and_log_prob``, ``mean``, ``variance``, ``entropy``, ``kl_divergence``)
-plus ``prob_zero``, so it passes through ``jit`` / ``vmap`` / ``grad`` and could be
-wrapped as a distrax distribution later without changing callers.
+Why not a distrax ``Distribution`` subclass: distrax is not a dependency of mamjax.
+The class below is a registered pytree (``flax.struct.dataclass``) with the
+distrax / TFP method signatures (``sample(seed=..., sample_shape=...)``,
+``sample_and_log_prob``, ``log_prob``, ``mean``, ``variance``, ``entropy``,
+``kl_divergence(other)``, ``batch_shape``, ``event_shape == ()``) plus ``prob_zero``,
+so it passes through ``jit`` / ``vmap`` / ``grad``; where distrax is installed,
+:func:`mamjax.distributions.as_distrax` wraps it as a ``distrax.Distribution``
+(e.g. for ``distrax.Independent``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 from flax import struct
 import numpy as np
 from jax.scipy.special import log_ndtr as _jax_log_ndtr
+from jax.scipy.stats import norm as _norm
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -110,6 +113,25 @@ def _is_negative(z: Array) -> Array:
     return (bits < 0) & ((bits & jnp.array(jnp.iinfo(int_t).max, int_t)) != 0)
 
 
+def _sample_shape(sample_shape) -> tuple[int, ...]:
+    """An int or a sequence of ints (distrax's ``sample_shape``) as a tuple."""
+    if isinstance(sample_shape, (int, np.integer)) and not isinstance(sample_shape, bool):
+        return (int(sample_shape),)
+    if isinstance(sample_shape, (str, bytes)):
+        raise TypeError(f"`sample_shape` must be an int or a sequence of ints; got {sample_shape!r}.")
+    try:
+        return tuple(int(n) for n in sample_shape)
+    except TypeError:
+        raise TypeError(f"`sample_shape` must be an int or a sequence of ints; got {sample_shape!r}.") from None
+
+
+def _key(seed) -> PRNGKey:
+    """A PRNG key from ``seed`` (a key; an int is accepted as ``jax.random.key(seed)``, as in distrax)."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return jax.random.key(int(seed))
+    return seed
+
+
 def _check_scale(scale, name: str = "scale") -> None:
     """Eager check of a concrete ``scale`` (skipped for traced values, e.g. inside ``jit``)."""
     if isinstance(scale, jax.core.Tracer) or not isinstance(scale, (jax.Array, np.ndarray, float, int, np.number)):
@@ -148,6 +170,11 @@ class RectifiedGaussian:
     def batch_shape(self) -> tuple[int, ...]:
         return jnp.broadcast_shapes(jnp.shape(self.loc), jnp.shape(self.scale))
 
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """``()``: every element is its own (scalar) event, as in ``distrax.Normal``."""
+        return ()
+
     def _alpha(self) -> Array:
         return self.loc / self.scale
 
@@ -171,26 +198,27 @@ class RectifiedGaussian:
         z = jnp.asarray(z)
         shape = jnp.broadcast_shapes(z.shape, self.batch_shape)
         z, loc, scale = (jnp.broadcast_to(a, shape) for a in (z, self.loc, self.scale))
-        t = (z - loc) / scale
-        slab = -0.5 * jnp.square(t) - jnp.log(scale) - _HALF_LOG_2PI
+        slab = _norm.logpdf(z, loc, scale)
         spike = log_ndtr(-loc / scale)
         out = jnp.where(_is_positive(z), slab, spike)
         return jnp.where(_is_negative(z), -jnp.inf, out)
 
-    def sample(self, key: PRNGKey, sample_shape: Sequence[int] = ()) -> Array:
+    def sample(self, *, seed: PRNGKey, sample_shape: int | Sequence[int] = ()) -> Array:
         """Reparameterized draw ``max(0, loc + scale * eps)``: ``[*sample_shape, *batch_shape]``.
+
+        The distrax / TFP signature: ``seed`` a PRNG key (keyword), ``sample_shape`` an int or a tuple.
 
         The map ``(loc, scale) -> z`` is continuous and piecewise linear, so the
         path-wise gradient of ``E[g(z)]`` is unbiased for Lipschitz ``g``. It is NOT
         unbiased for integrands that jump where ``z`` leaves zero, such as
         ``log_prob(z)`` itself; use :func:`kl_divergence` for KL terms.
         """
-        shape = tuple(sample_shape) + self.batch_shape
-        eps = jax.random.normal(key, shape, dtype=jnp.result_type(self.loc, float))
+        shape = _sample_shape(sample_shape) + self.batch_shape
+        eps = jax.random.normal(_key(seed), shape, dtype=jnp.result_type(self.loc, float))
         return jax.nn.relu(jnp.broadcast_to(self.loc, shape) + jnp.broadcast_to(self.scale, shape) * eps)
 
-    def sample_and_log_prob(self, key: PRNGKey, sample_shape: Sequence[int] = ()) -> tuple[Array, Array]:
-        z = self.sample(key, sample_shape)
+    def sample_and_log_prob(self, *, seed: PRNGKey, sample_shape: int | Sequence[int] = ()) -> tuple[Array, Array]:
+        z = self.sample(seed=seed, sample_shape=sample_shape)
         return z, self.log_prob(z)
 
     def mean(self) -> Array:
@@ -263,6 +291,6 @@ def kl_divergence_mc(q: RectifiedGaussian, p: RectifiedGaussian, key: PRNGKey, n
     """
     if num_samples < 1:
         raise ValueError(f"`num_samples` must be >= 1; got {num_samples}.")
-    z = q.sample(key, (num_samples,))
+    z = q.sample(seed=key, sample_shape=(num_samples,))
     return jnp.mean(q.log_prob(z) - p.log_prob(z), axis=0)
 

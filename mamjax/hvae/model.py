@@ -297,7 +297,7 @@ class HVAE(nnx.Module):
                 if shuffle is not None and self.combine != "mean_field":
                     q_h, q_prior = self._prior_step(l, z_above[shuffle], train)
             q = self._posterior_step(l, feats[l], q_h, q_prior, train)
-            z = q.sample(keys[l])
+            z = q.sample(seed=keys[l])
             zs[l], means[l] = z, q.mean() if self.latent == "rectified" else q.loc
             kls[l] = jnp.sum(q.kl_divergence(prior), axis=-1)
             lps[l] = jnp.sum(prior.log_prob(z), axis=-1)
@@ -323,12 +323,12 @@ class HVAE(nnx.Module):
         """
         L = len(self.latent_sizes)
         keys = jax.random.split(key, L)
-        z = self._top_prior(num).sample(keys[L - 1])
+        z = self._top_prior(num).sample(seed=keys[L - 1])
         zs = [None] * L
         zs[L - 1] = z
         for l in reversed(range(L - 1)):
             _, prior = self._prior_step(l, z, train)
-            z = prior.sample(keys[l])
+            z = prior.sample(seed=keys[l])
             zs[l] = z
         return {"logits": self._decode(zs[0], train), "z": tuple(zs)}
 
