@@ -34,7 +34,7 @@ SIZES = {
     "cpu": dict(tok=dict(), prior=dict(dim=64, depth=2, num_heads=4), batch=128),
     "official": dict(tok=dict(code_dim=64, window="boxcar", padding="reflect", tokens_per_step=5, floor_down=True,
                               down_l=3, down_h=1, codebook="ema"), prior=dict(dim=256, depth=4, num_heads=2),
-                     batch=32),
+                     batch=16),
 }
 LENGTH, NUM_CLASSES, T = 150, 2, 10
 
@@ -87,7 +87,7 @@ def t_star_of(tok, pri, batch, reps=3) -> float:
 
 
 def main(quick: bool = False) -> str:
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 2
     load = os.getloadavg()[0]
     lines = [f"MaskGIT sampling on CPU ({os.cpu_count()} cores, load average {load:.2f} at start), "
              f"seconds per 1,000 unconditional series (low + high band + detokenizer), T = {T}",
