@@ -111,14 +111,16 @@ def mlm_loss(apply: Apply, rate="uniform") -> Callable:
     return loss_fn
 
 
-def mpt_curve(apply: Apply, params, tokens: Array, key: jax.Array, num_masks_per_rate: int = 4) -> MPTEstimate:
+def mpt_curve(apply: Apply, params, tokens: Array, key: jax.Array, num_masks_per_rate: int = 4,
+              exact: bool | str = False) -> MPTEstimate:
     """Cumulative MPT of held-out windows through the bridge: ``value`` [N] nats per window, ``per_size`` [N, L].
 
     ``per_size[:, M-1]`` is the mean log probability of a hidden token when M of the L tokens are
     hidden (the masked-LM test score at rate ``M / L``); ``value = sum_M s_M`` is the LML estimate.
+    ``exact``: as in :func:`mamjax.lml.cumulative_mpt` (default Monte Carlo at every size).
     """
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise ValueError(f"`tokens` must be [N, L] integers; got {tokens.dtype}{tuple(tokens.shape)}.")
     cond = categorical_cond_logpdf(lambda t, m: apply(params, t[None], m[None])[0])
-    return cumulative_mpt(cond, tokens, key, num_masks_per_rate, exact=False)
+    return cumulative_mpt(cond, tokens, key, num_masks_per_rate, exact=exact)
