@@ -2,6 +2,7 @@
 
     flock /tmp/mamjax_heavy.lock python -m reproduce.attention          # ~20 min on 2 CPU cores
     python -m reproduce.attention --updates 20 --seeds 0 --num-test 100 --workdir /tmp/att  # smoke
+    flock /tmp/mamjax_heavy.lock python -m reproduce.attention --dataset cluttered   # -> results/attention_cluttered.json
 
 The claim of Ba, Grosse, Salakhutdinov & Frey (NIPS 2015): the wake-sleep recurrent attention
 model (WS-RAM), with its inference network and control variates, reaches REINFORCE's test
@@ -73,6 +74,9 @@ def parse_args(argv=None):
     p.add_argument("--variance-keys", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--results-dir", default=None)
+    p.add_argument("--dataset", choices=("translated", "cluttered"), default="translated",
+                   help="cluttered: RAM's 60x60 cluttered translated MNIST (4 pieces of 8x8 clutter); "
+                        "writes results/attention_cluttered.json")
     return p.parse_args(argv)
 
 
@@ -120,6 +124,7 @@ def run_one(name: str, seed: int, args, tr, te, cfg) -> dict:
         return model_lib.error_rate(ram, st.params, te["image"], te["label"], eval_key,
                                     num_samples=args.eval_samples)
 
+    load0 = os.getloadavg()[0]
     curve = [{"step": 0, "seconds": 0.0, "error": evaluate(state)}]
     history, used = [], 0.0
     while int(state.step) < args.updates:
@@ -135,6 +140,7 @@ def run_one(name: str, seed: int, args, tr, te, cfg) -> dict:
               flush=True)
     out["curve"] = curve
     out["ms_per_update"] = 1000 * used / max(args.updates, 1)
+    out["load"] = [load0, os.getloadavg()[0]]  # 1-minute load average at start / end of the run
     out["log_ess"] = [[h["step"], h["log_ess"]] for h in history if "log_ess" in h]
     if name == "wsram_q_cv":
         out["variance"]["final"] = gradient_variance(ram, state.params, var_batch, jax.random.key(4000 + seed),
@@ -157,6 +163,11 @@ def summarize(runs: list[dict], args, seeds, wall: float, complete: bool) -> dic
     ref_runs = by.get("reinforce_acc", [])
     ref_err = float(np.mean([r["curve"][-1]["error"] for r in ref_runs])) if ref_runs else None
     rows = []
+    where = "60x60 translated MNIST" if args.dataset == "translated" else \
+        "60x60 cluttered translated MNIST (4 pieces of 8x8 clutter)"
+    loads = [v for r in runs for v in r.get("load", [])]
+    load_txt = (f"1-minute load average {min(loads):.1f}-{max(loads):.1f} during the runs (2 = this job alone on "
+                "the 2 cores)") if loads else "load not recorded"
     for name in [m for m in METHODS if m in by]:
         rs = by[name]
         final = [100 * r["curve"][-1]["error"] for r in rs]
@@ -167,10 +178,10 @@ def summarize(runs: list[dict], args, seeds, wall: float, complete: bool) -> dic
                      common.mean_std([r["ms_per_update"] for r in rs], 1),
                      common.mean_std(ess) if ess else "n/a", len(rs)])
     t1 = common.table(
-        f"60x60 translated MNIST, {args.updates} updates of batch 64 per run; test error on {args.num_test} test "
+        f"{where}, {args.updates} updates of batch 64 per run; test error on {args.num_test} test "
         f"images with the averaged predictive of M = {args.eval_samples} prior trajectories (mean ± std over seeds).",
         ["method", "test error % at the last update", "updates to reach REINFORCE (0/1)'s final error, per seed "
-         "(- = not reached; evaluated every %d)" % args.eval_every, "ms / update (CPU)",
+         "(- = not reached; evaluated every %d)" % args.eval_every, f"ms / update (CPU; {load_txt})",
          f"log ESS of the K=5 weights (last {3 * min(50, args.eval_every)} updates; max log 5 = 1.61)", "seeds"],
         rows)
     curve_rows = []
@@ -193,8 +204,8 @@ def summarize(runs: list[dict], args, seeds, wall: float, complete: bool) -> dic
         "and after training (the wsram_q_cv parameters).",
         ["seed", "parameters", "ratio, policy layer", "ratio, whole attention model", "ratio, inference network"],
         var_rows)
-    t4 = common.table("Published vs ours.", ["source", "translated 60x60 MNIST, test error %", "budget"],
-                      [["RAM, 6 glimpses (Mnih et al. 2014, REINFORCE)", PAPER["translated"],
+    t4 = common.table("Published vs ours.", ["source", f"{where}, test error %", "budget"],
+                      [["RAM, 6 glimpses (Mnih et al. 2014, REINFORCE)", PAPER[args.dataset],
                         "long GPU training, full 10,000-image test set"],
                        ["ours: REINFORCE 0/1 + baseline", rows[0][1] if ref_runs else "n/a",
                         f"{args.updates} updates x batch 64 on a shared 2-core CPU, {args.num_test} test images"]])
@@ -202,31 +213,32 @@ def summarize(runs: list[dict], args, seeds, wall: float, complete: bool) -> dic
     notes = [
         "Equal updates, not equal seconds: a WS-RAM K=5 update costs more CPU time than a REINFORCE update "
         "(column ms / update; the K trajectories run as one batched pass). The error-vs-seconds plot is under the "
-        "run directory.",
+        f"run directory. Step times come from a shared machine ({load_txt}); the K=5 / REINFORCE step-time ratio "
+        "on a quiet machine is measured by benchmarks/attention_bench.py.",
         f"Not the paper's setting: {args.updates} updates instead of training to convergence, {args.num_train} "
         f"training digits, error on the first {args.num_test} test images, a categorical 6x6 grid of glimpse "
         "locations instead of Gaussian locations, no hyper-parameter tuning (Adam 1e-3 for every method). "
-        "RAM's 1.22% (translated) and 4.08% (cluttered, not run here) are after full training.",
+        "RAM's 1.22% (translated) and 4.08% (cluttered) are after full training.",
         "Control variates (ours, in the spirit of Ba et al.): centred wake-q weights w~_k - 1/K and the "
         "analytic expected prior score; see mamjax/attention/control_variates.py.",
     ]
     if not complete:
         notes.insert(0, "PARTIAL: the run was still going when this file was written.")
-    budget = (f"{args.updates} updates per run, {len(METHODS)} methods x {len(seeds)} seeds, "
+    budget = (f"{args.updates} updates per run, {len(set(r['method'] for r in runs))} methods x {len(seeds)} seeds, "
               f"{wall / 60:.0f} min wall in all")
     return dict(tables=tables, notes=notes, budget=budget, ref_err=ref_err)
 
 
-def plots(runs, workdir):
+def plots(runs, workdir, dataset="translated"):
     by = {}
     for r in runs:
         by.setdefault(r["method"], []).append(r)
-    ref = {f"RAM (Mnih et al.), full training: {PAPER['translated']}%": PAPER["translated"]}
+    ref = {f"RAM (Mnih et al.), full training: {PAPER[dataset]}%": PAPER[dataset]}
     upd = {LABELS[m]: [(np.array([c["step"] for c in r["curve"]]), np.array([c["error"] for c in r["curve"]]))
                        for r in by[m]] for m in METHODS if m in by}
     sec = {LABELS[m]: [(np.array([c["seconds"] for c in r["curve"]]), np.array([c["error"] for c in r["curve"]]))
                        for r in by[m]] for m in METHODS if m in by}
-    title = "60x60 translated MNIST, 6 glimpses, batch 64; error: M=5 averaged predictive"
+    title = f"60x60 {dataset} MNIST, 6 glimpses, batch 64; error: M=5 averaged predictive"
     a = plotting.plot_seed_curves(upd, os.path.join(workdir, "error_vs_updates.png"), xlabel="updates (batch 64)",
                                   title=title, reference=ref)
     b = plotting.plot_seed_curves(sec, os.path.join(workdir, "error_vs_seconds.png"),
@@ -247,8 +259,9 @@ def main(argv=None):
     os.makedirs(args.workdir, exist_ok=True)
     t0 = time.time()
     cfg = model_lib.RAMConfig()
-    tr = att_data.load("translated", "train", num_examples=args.num_train)
-    te = att_data.load("translated", "test", num_examples=args.num_test)
+    tr = att_data.load(args.dataset, "train", num_examples=args.num_train)
+    te = att_data.load(args.dataset, "test", num_examples=args.num_test)
+    result_name = "attention" if args.dataset == "translated" else "attention_cluttered"
     runs = []
     command = "flock /tmp/mamjax_heavy.lock python -m reproduce.attention" + (
         "" if argv is None else " " + " ".join(argv))
@@ -260,10 +273,11 @@ def main(argv=None):
             with open(os.path.join(args.workdir, "runs.json"), "w") as f:
                 json.dump(runs, f)
             path = common.write_results(
-                "attention", title="WS-RAM vs REINFORCE RAM at equal updates (Ba et al. 2015 claim), CPU scale.",
+                result_name, title=f"WS-RAM vs REINFORCE RAM at equal updates (Ba et al. 2015 claim), CPU scale, "
+                            f"{args.dataset} MNIST.",
                 command=command, budget=s["budget"], seeds=seeds, tables=s["tables"], notes=s["notes"],
                 data={"runs": runs, "reinforce_final_error": s["ref_err"]}, results_dir=args.results_dir)
-    pngs = plots(runs, args.workdir)
+    pngs = plots(runs, args.workdir, args.dataset)
     print(f"wrote {path}; plots {pngs}; {time.time() - t0:.0f} s")
 
 
