@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mamjax import cli, data
-from mamjax.maskgit import pipeline, vq
+from mamjax.maskgit import pipeline, tokenizer, vq
 
 
 def _tok_kwargs(tk, batch_size):
@@ -25,6 +25,25 @@ def test_variants_load_and_unknown_variant_is_refused():
         cli.load_config("maskgit_ucr:huge")
 
 
+def test_official_config_shapes_without_compiling():
+    """The official sizes by abstract evaluation (fast): 45 / 190 tokens, 64-d codes, 256-wide prior logits."""
+    c = cli.load_config("maskgit_ucr:official")
+    kw = _tok_kwargs(c.tokenizer, 8)
+    kw.pop("batch_size")
+    module = pipeline.make_tokenizer(150, **kw)
+    params, fns = tokenizer.tokenizer_functions(module)
+    x = jax.ShapeDtypeStruct((8, 150), jax.numpy.float32)
+    cl, ch = jax.eval_shape(fns["tokenize"], params, x)
+    assert cl.shape == (8, 45) and ch.shape == (8, 190)
+    assert jax.eval_shape(fns["detokenize"], params, cl, ch).shape == (8, 150)
+    pri = pipeline.init_prior(32, 45, 190, 2, dim=c.prior.dim, depth=c.prior.depth, num_heads=c.prior.num_heads)
+    toks = jax.ShapeDtypeStruct((8, 45), jax.numpy.int32)
+    logits = jax.eval_shape(pri.apply_l, pri.params["lf"], toks, jax.ShapeDtypeStruct((8, 45), bool),
+                            jax.ShapeDtypeStruct((8,), jax.numpy.int32))
+    assert logits.shape == (8, 45, 32)
+
+
+@pytest.mark.slow  # ~30-120 s on 2 shared cores: compiles the 256-wide, 4-layer priors over 236 tokens
 def test_official_config_builds_and_runs_one_train_step():
     """45 low-band / 190 high-band tokens on GunPoint; one EMA-tokenizer step and one prior step at batch 8, sharded over the test mesh."""
     c = cli.load_config("maskgit_ucr:official")
