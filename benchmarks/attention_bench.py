@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import time
 
 try:
@@ -72,7 +73,7 @@ def step_cost(name: str, k: int, batch: dict, *, min_time: float):
 
 
 def main(quick: bool = False) -> str:
-    t0 = time.time()
+    t0, load0 = time.time(), os.getloadavg()
     ks = (1, 5) if quick else (1, 5, 10)
     names = QUICK if quick else tuple(ESTIMATORS)
     rng = np.random.default_rng(0)
@@ -101,7 +102,9 @@ def main(quick: bool = False) -> str:
     if r5:
         lines.append(f"K=5 WS-RAM (inference net + CV) / REINFORCE step-time ratio: {r5[0] / ref:.2f} "
                      f"(5 independent REINFORCE steps would be 5.00).")
-    lines.append(f"process peak RSS {peak_rss_mib():.0f} MiB; wall {time.time() - t0:.0f} s (shared 2-core CPU: "
+    load1 = os.getloadavg()
+    lines.append(f"process peak RSS {peak_rss_mib():.0f} MiB; wall {time.time() - t0:.0f} s; 1-minute load average "
+                 f"{load0[0]:.2f} at start, {load1[0]:.2f} at end (this benchmark alone adds up to ~2 on 2 cores; "
                  "absolute times move between runs; ratios are from one run).")
     out = "\n".join(lines)
     print(out)
