@@ -4,7 +4,7 @@ PPCA with known parameters: the exact LML is closed form; the cumulative MPT
 estimate with K Monte Carlo masks per mask size is unbiased, and its error
 falls as 1/sqrt(K). One jitted, vmapped call per K evaluates all D sizes.
 
-    python examples/lml_convergence.py --workdir /tmp/lml_conv      # ~1-2 min CPU
+    python examples/lml_convergence.py      # ~1-2 min CPU
 
 Paper setting: PPCA N = 100, D = 5 (and larger), K = 2 latent, beta = 5, up to 300
 permutations per size, 5 seeds; the figure shows mean LML - mean MPT per example.
@@ -14,50 +14,34 @@ the estimator's convergence; the table also gives the reported standard error.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mamjax import lml
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--workdir", default="/tmp/mamjax_lml_convergence")
-    p.add_argument("--n", type=int, default=100)
-    p.add_argument("--dim", type=int, default=10)
-    p.add_argument("--latent", type=int, default=2)
-    p.add_argument("--beta", type=float, default=5.0)
-    p.add_argument("--masks", type=str, default="1,2,4,8,16,32,64,128,256")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--quick", action="store_true")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.n, args.masks, args.seeds = 20, "1,4,16", 2
-    args.masks = [int(k) for k in args.masks.split(",")]
-    return args
+from mamjax import cli, lml
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args, config = cli.parse(argv, example="lml_convergence", description=__doc__)
+    cli.save_config(args.workdir, config)
+    ks = [int(k) for k in config.masks.split(",")]
     os.makedirs(args.workdir, exist_ok=True)
-    noise = 1.0 / args.beta
-    rows, diffs = [], np.zeros((args.seeds, len(args.masks)))
-    rmse = np.zeros(len(args.masks))
-    for s in range(args.seeds):
+    noise = 1.0 / config.beta
+    rows, diffs = [], np.zeros((config.seeds, len(ks)))
+    rmse = np.zeros(len(ks))
+    for s in range(config.seeds):
         k_w, k_x, k_m = jax.random.split(jax.random.key(s), 3)
-        w = jax.random.normal(k_w, (args.dim, args.latent))
-        x = lml.ppca_sample(k_x, w, noise, args.n)
+        w = jax.random.normal(k_w, (config.dim, config.latent))
+        x = lml.ppca_sample(k_x, w, noise, config.n)
         truth = lml.ppca_lml(x, w, noise)
         cond = lml.ppca_cond_logpdf(w, noise)
-        for i, k in enumerate(args.masks):
+        for i, k in enumerate(ks):
             est = lml.cumulative_mpt(cond, x, jax.random.fold_in(k_m, k), k, exact=False)
             diffs[s, i] = float(jnp.mean(truth) - jnp.mean(est.value))
             err = est.value - truth
-            rmse[i] += float(jnp.mean(err**2)) / args.seeds
+            rmse[i] += float(jnp.mean(err**2)) / config.seeds
             if s == 0:
                 rows.append((k, float(jnp.mean(jnp.abs(err))), float(jnp.mean(est.stderr))))
     rmse = np.sqrt(rmse)
@@ -67,15 +51,15 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for s in range(args.seeds):
-        a.plot(args.masks, diffs[s], lw=3, alpha=0.5)
+    for s in range(config.seeds):
+        a.plot(ks, diffs[s], lw=3, alpha=0.5)
     a.axhline(0, ls="--", color="k")
     a.set_xscale("log", base=2)
     a.set_xlabel("masks per mask size K")
     a.set_ylabel("mean LML - mean MPT (nats/example)")
-    a.set_title(f"PPCA D={args.dim}: convergence of MPT ({args.seeds} seeds)")
-    b.loglog(args.masks, rmse, "o-", lw=2, label="per-example RMSE")
-    b.loglog(args.masks, rmse[0] / np.sqrt(np.asarray(args.masks) / args.masks[0]), "k--", label="1/sqrt(K)")
+    a.set_title(f"PPCA D={config.dim}: convergence of MPT ({config.seeds} seeds)")
+    b.loglog(ks, rmse, "o-", lw=2, label="per-example RMSE")
+    b.loglog(ks, rmse[0] / np.sqrt(np.asarray(ks) / ks[0]), "k--", label="1/sqrt(K)")
     b.set_xscale("log", base=2)
     b.set_xlabel("masks per mask size K")
     b.set_ylabel("RMSE of the per-example estimate")
@@ -85,7 +69,7 @@ def main(argv=None):
     fig.savefig(png, dpi=110)
     plt.close(fig)
 
-    print(f"\nPPCA N={args.n}, D={args.dim}, K_latent={args.latent}, beta={args.beta}; all sizes Monte Carlo.")
+    print(f"\nPPCA N={config.n}, D={config.dim}, K_latent={config.latent}, beta={config.beta}; all sizes Monte Carlo.")
     print("| masks/size | per-example RMSE (all seeds) | seed 0: mean abs error | seed 0: mean reported stderr |")
     print("|---|---|---|---|")
     for (k, mae, se), r in zip(rows, rmse):
@@ -95,4 +79,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

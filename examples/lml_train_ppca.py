@@ -4,8 +4,8 @@ Fits the same model by maximising (a) the exact log marginal likelihood, (b) the
 cumulative MPT (all mask sizes, K masks per size), (c) fixed-rate MPT at 20% and
 80%, and compares the optima and the training curves (exact LML tracked for all).
 
-    python examples/lml_train_ppca.py --workdir /tmp/lml_ppca            # ~2-3 min CPU
-    python examples/lml_train_ppca.py --workdir /tmp/lml_ppca --steps 1000  # the paper's 1000 epochs
+    python examples/lml_train_ppca.py --config configs/lml_train_ppca.py:cpu   # 400 steps, ~2-3 min CPU
+    python examples/lml_train_ppca.py                                         # the paper's 1000 epochs
 
 Paper setting: N = 2000, D = 10, K = 2, precision beta = 5, Adam lr 1e-2, full batch,
 one mask per size per step, 1000 epochs. The paper's code generates data with one
@@ -15,7 +15,6 @@ Runs resume from ``--workdir`` (Orbax checkpoints through ``mamjax.train.fit``).
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import jax
@@ -24,80 +23,61 @@ import numpy as np
 import optax
 import scipy.linalg
 
-from mamjax import lml, train
+from mamjax import cli, lml, train
 from mamjax.lml import objectives
 
 OBJECTIVES = ("lml", "cumulative", 0.2, 0.8)
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--workdir", default="/tmp/mamjax_lml_ppca")
-    p.add_argument("--n", type=int, default=2000)
-    p.add_argument("--dim", type=int, default=10)
-    p.add_argument("--latent", type=int, default=2)
-    p.add_argument("--beta", type=float, default=5.0, help="noise precision (noise variance 1/beta)")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--masks", type=int, default=1, help="masks per size per step")
-    p.add_argument("--gp-steps", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.n, args.steps, args.gp_steps = 200, 40, 30
-    return args
 
 
 def _full_batch(x):
     return lambda step: {"x": x}
 
 
-def run_ppca(args):
-    key = jax.random.key(args.seed)
+def run_ppca(config, workdir, mesh=None):
+    key = jax.random.key(config.seed)
     k_true, k_data, k_init, k_train = jax.random.split(key, 4)
-    noise = 1.0 / args.beta
-    w_true = jax.random.normal(k_true, (args.dim, args.latent))
-    x = np.asarray(lml.ppca_sample(k_data, w_true, noise, args.n))
+    noise = 1.0 / config.beta
+    w_true = jax.random.normal(k_true, (config.dim, config.latent))
+    x = np.asarray(lml.ppca_sample(k_data, w_true, noise, config.n))
     true_lml = float(jnp.mean(lml.ppca_lml(x, w_true, noise)))
-    optimizer = optax.adam(args.lr)
+    optimizer = optax.adam(config.lr)
     results, histories = [], {}
     for obj in OBJECTIVES:
         name = objectives.objective_name(obj)
-        params = {"w": jax.random.normal(k_init, (args.dim, args.latent))}  # same init for every objective
-        loss_fn = objectives.ppca_loss(obj, noise, args.masks)
-        workdir = os.path.join(args.workdir, f"ppca_{name}")
+        params = {"w": jax.random.normal(k_init, (config.dim, config.latent))}  # same init for every objective
+        loss_fn = objectives.ppca_loss(obj, noise, config.masks)
+        workdir = os.path.join(workdir, f"ppca_{name}")
         state, _ = train.fit(train.make_train_step(loss_fn, optimizer), train.TrainState.create(params, optimizer),
-                             _full_batch(x), num_steps=args.steps, key=k_train, workdir=workdir,
-                             save_every=max(args.steps // 4, 1), log_every=max(args.steps // 50, 1),
-                             desc=f"ppca {name}")
+                             _full_batch(x), num_steps=config.steps, key=k_train, workdir=workdir,
+                             save_every=max(config.steps // 4, 1), log_every=max(config.steps // 50, 1),
+                             desc=f"ppca {name}", mesh=mesh)
         histories[name] = train.read_metrics(os.path.join(workdir, "metrics.jsonl"))  # whole run, also if resumed
         w = np.asarray(state.params["w"])
         angle = float(np.degrees(np.max(scipy.linalg.subspace_angles(w, np.asarray(w_true)))))
-        _, metrics = loss_fn(state.params, {"x": x}, jax.random.fold_in(k_train, args.steps))
+        _, metrics = loss_fn(state.params, {"x": x}, jax.random.fold_in(k_train, config.steps))
         results.append((name, float(metrics["objective"]), float(metrics["lml"]), angle))
     return true_lml, results, histories
 
 
-def run_gp(args):
-    key = jax.random.key(args.seed + 1)
+def run_gp(config, workdir, mesh=None):
+    key = jax.random.key(config.seed + 1)
     k_data, k_train = jax.random.split(key)
-    t = jnp.linspace(0.0, 5.0, args.dim)
+    t = jnp.linspace(0.0, 5.0, config.dim)
     truth = {"lengthscale": 0.7, "variance": 1.5, "noise_var": 0.1}
     cov = lml.gp_cov(t, kernel="rbf", **truth)
-    y = np.asarray(jax.random.multivariate_normal(k_data, jnp.zeros(args.dim), cov, (50,)))
+    y = np.asarray(jax.random.multivariate_normal(k_data, jnp.zeros(config.dim), cov, (config.gp_draws,)))
     true_lml = float(jnp.mean(lml.gp_lml(y, t, kernel="rbf", **truth)))
-    optimizer = optax.adam(5e-2)
+    optimizer = optax.adam(config.gp_lr)
     results, histories = [], {}
     for obj in OBJECTIVES:
         name = objectives.objective_name(obj)
         params = {"log_lengthscale": jnp.zeros(()), "log_variance": jnp.zeros(()), "log_noise": -jnp.ones(())}
-        loss_fn = objectives.gp_loss(obj, t, "rbf", args.masks)
-        workdir = os.path.join(args.workdir, f"gp_{name}")
+        loss_fn = objectives.gp_loss(obj, t, "rbf", config.masks)
+        workdir = os.path.join(workdir, f"gp_{name}")
         state, _ = train.fit(train.make_train_step(loss_fn, optimizer), train.TrainState.create(params, optimizer),
-                             _full_batch(y), num_steps=args.gp_steps, key=k_train, workdir=workdir,
-                             save_every=max(args.gp_steps // 2, 1), log_every=max(args.gp_steps // 50, 1),
-                             desc=f"gp {name}")
+                             _full_batch(y), num_steps=config.gp_steps, key=k_train, workdir=workdir,
+                             save_every=max(config.gp_steps // 2, 1), log_every=max(config.gp_steps // 50, 1),
+                             desc=f"gp {name}", mesh=mesh)
         histories[name] = train.read_metrics(os.path.join(workdir, "metrics.jsonl"))
         hyp = {k: float(v) for k, v in objectives.gp_hyperparameters(state.params).items()}
         final_lml = float(jnp.mean(lml.gp_lml(y, t, kernel="rbf", **hyp)))
@@ -131,21 +111,24 @@ def plot(histories, true_lml, path, title):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args, config = cli.parse(argv, example="lml_train_ppca", description=__doc__)
+    mesh = cli.make_mesh(args.num_devices)
+    cli.check_batch_size(config.n, mesh, "config.n")  # full batch, sharded over the data mesh
+    cli.save_config(args.workdir, config, may_change=("plot",))
     os.makedirs(args.workdir, exist_ok=True)
-    true_lml, results, hist = run_ppca(args)
-    png = plot(hist, true_lml, os.path.join(args.workdir, "ppca_training.png"),
-               f"PPCA N={args.n} D={args.dim} K={args.latent}: exact LML during training")
-    print(f"\nPPCA, N={args.n}, D={args.dim}, K={args.latent}, beta={args.beta}, {args.steps} steps, "
-          f"Adam lr {args.lr}, {args.masks} mask(s)/size/step. True-model LML {true_lml:.4f} nats/example.")
+    true_lml, results, hist = run_ppca(config, args.workdir, mesh)
+    png = plot(hist, true_lml, os.path.join(workdir, "ppca_training.png"),
+               f"PPCA N={config.n} D={config.dim} K={config.latent}: exact LML during training")
+    print(f"\nPPCA, N={config.n}, D={config.dim}, K={config.latent}, beta={config.beta}, {config.steps} steps, "
+          f"Adam lr {config.lr}, {config.masks} mask(s)/size/step. True-model LML {true_lml:.4f} nats/example.")
     print("| objective | final objective | final exact LML | max principal angle to true W (deg) |")
     print("|---|---|---|---|")
     for name, o, l, a in results:
         print(f"| {name} | {o:.4f} | {l:.4f} | {a:.2f} |")
-    truth, gp_true, gp_res, gp_hist = run_gp(args)
-    gp_png = plot(gp_hist, gp_true, os.path.join(args.workdir, "gp_training.png"),
-                  f"GP (RBF) hyperparameters, 50 draws at D={args.dim} inputs")
-    print(f"\nGP RBF, 50 draws x D={args.dim}, Adam lr 5e-2, {args.gp_steps} steps. "
+    truth, gp_true, gp_res, gp_hist = run_gp(config, args.workdir)  # 50 draws: too few to shard
+    gp_png = plot(gp_hist, gp_true, os.path.join(workdir, "gp_training.png"),
+                  f"GP (RBF) hyperparameters, {config.gp_draws} draws at D={config.dim} inputs")
+    print(f"\nGP RBF, {config.gp_draws} draws x D={config.dim}, Adam lr {config.gp_lr}, {config.gp_steps} steps. "
           f"True hyperparameters {truth}, true LML {gp_true:.4f}.")
     print("| objective | final exact LML | lengthscale | variance | noise var |")
     print("|---|---|---|---|---|")
@@ -156,4 +139,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)
