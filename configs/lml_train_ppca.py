@@ -5,7 +5,7 @@
     python examples/lml_train_ppca.py --config configs/lml_train_ppca.py:quick
 
 Default (paper exp. 3): N = 2000, D = 10, K = 2, beta = 5, Adam lr 1e-2, full batch, one mask per
-size per step, 1000 epochs. Nothing may change on resume except ``plot``.
+size per step, 1000 epochs. Nothing may change on resume.
 """
 
 from ml_collections import config_dict
@@ -24,7 +24,6 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.gp_draws = 50
     c.gp_lr = 5e-2
     c.seed = 0
-    c.plot = True
     if arg in (None, "", "paper"):
         pass
     elif arg == "cpu":

@@ -114,10 +114,10 @@ def main(argv=None):
     args, config = cli.parse(argv, example="lml_train_ppca", description=__doc__)
     mesh = cli.make_mesh(args.num_devices)
     cli.check_batch_size(config.n, mesh, "config.n")  # full batch, sharded over the data mesh
-    cli.save_config(args.workdir, config, may_change=("plot",))
+    cli.save_config(args.workdir, config)
     os.makedirs(args.workdir, exist_ok=True)
     true_lml, results, hist = run_ppca(config, args.workdir, mesh)
-    png = plot(hist, true_lml, os.path.join(workdir, "ppca_training.png"),
+    png = plot(hist, true_lml, os.path.join(args.workdir, "ppca_training.png"),
                f"PPCA N={config.n} D={config.dim} K={config.latent}: exact LML during training")
     print(f"\nPPCA, N={config.n}, D={config.dim}, K={config.latent}, beta={config.beta}, {config.steps} steps, "
           f"Adam lr {config.lr}, {config.masks} mask(s)/size/step. True-model LML {true_lml:.4f} nats/example.")
@@ -126,7 +126,7 @@ def main(argv=None):
     for name, o, l, a in results:
         print(f"| {name} | {o:.4f} | {l:.4f} | {a:.2f} |")
     truth, gp_true, gp_res, gp_hist = run_gp(config, args.workdir)  # 50 draws: too few to shard
-    gp_png = plot(gp_hist, gp_true, os.path.join(workdir, "gp_training.png"),
+    gp_png = plot(gp_hist, gp_true, os.path.join(args.workdir, "gp_training.png"),
                   f"GP (RBF) hyperparameters, {config.gp_draws} draws at D={config.dim} inputs")
     print(f"\nGP RBF, {config.gp_draws} draws x D={config.dim}, Adam lr {config.gp_lr}, {config.gp_steps} steps. "
           f"True hyperparameters {truth}, true LML {gp_true:.4f}.")
