@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import jax
@@ -264,7 +265,7 @@ def main(argv=None):
     result_name = "attention" if args.dataset == "translated" else "attention_cluttered"
     runs = []
     command = "flock /tmp/mamjax_heavy.lock python -m reproduce.attention" + (
-        "" if argv is None else " " + " ".join(argv))
+        "".join(" " + a for a in (sys.argv[1:] if argv is None else argv)))
     for seed in seeds:
         for name in methods:
             runs.append(run_one(name, seed, args, tr, te, cfg))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import jax
@@ -234,7 +235,7 @@ def main(argv=None):
             "hvae", title="Rectified-Gaussian hierarchies (structured vs mean-field) and Gaussian VAEs at equal "
                           "updates and at equal wall-clock",
             command="flock /tmp/mamjax_heavy.lock python -m reproduce.hvae" + (
-                "" if argv is None else " " + " ".join(argv)),
+                "".join(" " + a for a in (sys.argv[1:] if argv is None else argv))),
             budget=f"{args.updates} updates per run ({len(MODELS)} models x {len(args.seeds)} seeds) + "
                    f"{args.seconds:g} s per run ({len(args.wall_models)} models x {len(args.seeds)} seeds)"
                    + ("" if args.combine else " + 3 selection runs")
