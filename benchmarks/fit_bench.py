@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+
+if os.path.dirname(os.path.dirname(os.path.abspath(__file__))) not in sys.path:  # run as a script
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 STEPS = 2000
 COLUMNS = ["model", "steps/s, 1 per dispatch", "steps/s, 8 per dispatch", "speed-up"]

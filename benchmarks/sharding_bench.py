@@ -19,6 +19,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as a script: `benchmarks` and `reproduce` import from the checkout
+    sys.path.insert(0, ROOT)
 
 MODELS = {  # name: what it is (the shared modules at the sizes the CPU examples use)
     "mlp": "MLP 8-32-1 regression, batch 32 (the smallest step)",
