@@ -34,7 +34,7 @@ from mamjax.lml.lowrank import lowrank_mpt
 Array = jax.Array
 LossFn = Callable[[dict, dict, jax.Array], tuple[Array, dict]]
 
-__all__ = ["objective_name", "mpt_objective", "ppca_loss", "gp_loss", "gp_hyperparameters", "linear_vae_loss"]
+__all__ = ["objective_name", "mpt_objective", "exact_ppca_objective", "ppca_loss", "gp_loss", "gp_hyperparameters", "linear_vae_loss"]
 
 
 def objective_name(objective) -> str:
@@ -65,6 +65,18 @@ def _ppca_mpt(x, w, noise_var, key, objective, num_masks_per_rate):
     """The PPCA MPT objective through the low-rank route (same masks and values as the generic one)."""
     return _by_objective(lambda rates: lowrank_mpt(x, key, num_masks_per_rate, w, noise_var, rates=rates).value,
                          objective)
+
+
+def exact_ppca_objective(x: Array, w: Array, noise_var, objective) -> Array:
+    """Per-example ``[B]`` PPCA objective with every mask of each size enumerated (no Monte Carlo).
+
+    ``"lml"`` and ``"cumulative"`` both give the exact LML; a rate gives ``D s_M`` exactly. Needs
+    ``C(D, M)`` masks per size (small D only; :data:`mamjax.lml.estimator.MAX_EXACT_MASKS`).
+    """
+    if objective == "lml":
+        return ppca_lib.ppca_lml(x, w, noise_var)
+    return _by_objective(lambda rates: lowrank_mpt(x, jax.random.key(0), 1, w, noise_var, rates=rates,
+                                                   exact=True).value, objective)
 
 
 def ppca_loss(objective, noise_var: float, num_masks_per_rate: int = 1) -> LossFn:
