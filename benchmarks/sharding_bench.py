@@ -125,15 +125,19 @@ def main(quick: bool = False) -> str:
     return out
 
 
-def write_results() -> str:
-    """Runs this benchmark, fit_bench and the FLOP table; writes results/scale.json."""
+def write_results(quick: bool = False) -> str:
+    """Runs this benchmark, fit_bench and the FLOP table; writes results/scale.json.
+
+    ``quick``: 0.5 s per timing, 400 fit steps, the FLOPs of the two smaller configurations only.
+    """
     from benchmarks import fit_bench, transformer_throughput
     from reproduce import common as rc
 
     load0 = os.getloadavg()[0]
-    shard = measure(min_time=2.0)
-    fit = fit_bench.measure()
-    flops = transformer_throughput.flops_rows()
+    min_time, fit_steps = (0.5, 400) if quick else (2.0, fit_bench.STEPS)
+    shard = measure(min_time=min_time)
+    fit = fit_bench.measure(steps=fit_steps)
+    flops = transformer_throughput.flops_rows(["ucr-prior", "pixels-28"] if quick else None)
     load1 = os.getloadavg()[0]
     tables = [
         rc.table("Train step on 1 vs 8 virtual CPU devices (one process each; the 8 share the same cores, "
@@ -146,8 +150,8 @@ def write_results() -> str:
     ]
     return rc.write_results(
         "scale", title="Sharding overhead, steps per dispatch, and FLOPs per step.",
-        command="python benchmarks/sharding_bench.py --write-results",
-        budget=f"median step time over >= 2 s per cell; fit runs of {fit_bench.STEPS} steps; "
+        command="python benchmarks/sharding_bench.py --write-results" + (" --quick" if quick else ""),
+        budget=f"median step time over >= {min_time} s per cell; fit runs of {fit_steps} steps; "
                f"1-minute load average {load0:.2f} before, {load1:.2f} after (a shared 2-core machine: "
                "figures under load are lower than on an idle one)",
         seeds=[0], tables=tables,
@@ -168,6 +172,6 @@ if __name__ == "__main__":
     if a.worker:
         print(json.dumps(_worker(a.worker.split(","), a.min_time)))
     elif a.write_results:
-        print(write_results())
+        print(write_results(a.quick))
     else:
         main(a.quick)

@@ -73,10 +73,12 @@ def analytic_train_flops(vocab, seq_len, dim, depth, heads, batch, mlp_ratio=4) 
     return 3.0 * fwd
 
 
-def flops_rows() -> list[list]:
-    """One row per :data:`FLOP_SIZES` entry: XLA's count of the compiled step, the analytic one, predictions."""
+def flops_rows(names=None) -> list[list]:
+    """One row per :data:`FLOP_SIZES` entry (or per name of ``names``): XLA's count of the compiled
+    step, the analytic one, and the predicted step times."""
     rows = []
-    for name, (what, vocab, seq_len, dim, depth, heads, batch) in FLOP_SIZES.items():
+    for name in names or list(FLOP_SIZES):
+        what, vocab, seq_len, dim, depth, heads, batch = FLOP_SIZES[name]
         step, args, n_params = _step_and_args(seq_len, dim, depth, heads, batch, vocab=vocab, abstract=True)
         flops = common.flops_of(step, *args)
         rows.append([name, what, n_params, flops / 1e9,
