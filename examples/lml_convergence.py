@@ -16,15 +16,21 @@ from __future__ import annotations
 
 import os
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from mamjax import cli
 
-from mamjax import cli, lml
+
+def _import_heavy():
+    """jax and the library, imported after the command line is parsed (``--help`` answers at once)."""
+    global jax, jnp, np, lml
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from mamjax import lml
 
 
 def main(argv=None):
     args, config = cli.parse(argv, example="lml_convergence", description=__doc__)
+    _import_heavy()
     cli.save_config(args.workdir, config)
     ks = [int(k) for k in config.masks.split(",")]
     os.makedirs(args.workdir, exist_ok=True)

@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import os
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+from mamjax import cli
 
-from mamjax import cli, lml, train
-from mamjax.lml import linear_vae, objectives
+
+def _import_heavy():
+    """jax and the library, imported after the command line is parsed (``--help`` answers at once)."""
+    global jax, jnp, np, optax, lml, train, linear_vae, objectives
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from mamjax import lml, train
+    from mamjax.lml import linear_vae, objectives
 
 
 
@@ -49,6 +54,7 @@ def load_images(n: int, data=None) -> np.ndarray:
 
 def main(argv=None, data=None):
     args, config = cli.parse(argv, example="lml_linear_vae", description=__doc__)
+    _import_heavy()
     mesh = cli.make_mesh(args.num_devices)
     cli.save_config(args.workdir, config)
     os.makedirs(args.workdir, exist_ok=True)

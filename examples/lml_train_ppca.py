@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import os
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-import scipy.linalg
+from mamjax import cli
 
-from mamjax import cli, lml, train
-from mamjax.lml import objectives
+
+def _import_heavy():
+    """jax and the library, imported after the command line is parsed (``--help`` answers at once)."""
+    global jax, jnp, np, optax, scipy, lml, train, objectives
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    import scipy.linalg
+    from mamjax import lml, train
+    from mamjax.lml import objectives
 
 OBJECTIVES = ("lml", "cumulative", 0.2, 0.8)
 
@@ -112,6 +117,7 @@ def plot(histories, true_lml, path, title):
 
 def main(argv=None):
     args, config = cli.parse(argv, example="lml_train_ppca", description=__doc__)
+    _import_heavy()
     mesh = cli.make_mesh(args.num_devices)
     cli.check_batch_size(config.n, mesh, "config.n")  # full batch, sharded over the data mesh
     cli.save_config(args.workdir, config)
