@@ -54,9 +54,10 @@ def tables_from_run(res: dict) -> tuple[list[dict], list[str], str]:
                    ["pooled random subsets, control: |S| only", f"{res['size_only_spearman']:.4f}",
                     f"{res['size_only_pearson']:.4f}", "-"]]
     agree = common.table(
-        f"Agreement with AO-ARM-E ({pa['num_orderings']} orderings). Paper protocol: {pa['mam']['num_images']} "
+        f"Agreement with AO-ARM-E ({pa['num_orderings']} orderings). Paper protocol: {ev['agreement_images']} "
         f"test images censored by {counts} of {side * side} pixels, completed by the AO-ARM, near-duplicates "
-        f"within {pa['threshold']:g} nats dropped, per-image correlations averaged.",
+        f"within {pa['threshold']:g} nats dropped ({pa['mam']['num_images']} images kept >= 2 completions), "
+        "per-image correlations averaged.",
         ["comparison", "Spearman", "Pearson", "paper (Spearman / Pearson)"], agree_rows)
     other = common.table(
         "Query time.", ["quantity", "ours", "paper"],
