@@ -23,6 +23,7 @@ COLUMNS = ["model", "steps/s, 1 per dispatch", "steps/s, 8 per dispatch", "speed
 def measure(names=("mlp", "residual_mlp"), steps: int = STEPS, ks=(1, 8)) -> dict:
     """``{model: {k: steps/s}}`` of fit over ``steps`` steps (rate of the last log interval)."""
     import jax
+    import jax.numpy as jnp
     import optax
 
     from benchmarks.sharding_bench import _problem
@@ -34,7 +35,8 @@ def measure(names=("mlp", "residual_mlp"), steps: int = STEPS, ks=(1, 8)) -> dic
         out[name] = {}
         for k in ks:
             opt = optax.adam(1e-3)
-            _, hist = train.fit(train.make_train_step(loss_fn, opt), train.TrainState.create(params, opt),
+            fresh = jax.tree.map(jnp.copy, params)  # the step donates its state: each run gets its own copy
+            _, hist = train.fit(train.make_train_step(loss_fn, opt), train.TrainState.create(fresh, opt),
                                 lambda step: batch, num_steps=steps, key=jax.random.key(0), log_every=steps // 2,
                                 progress=False, steps_per_dispatch=k)
             out[name][k] = hist[-1]["steps_per_sec"]
