@@ -130,3 +130,14 @@ def test_value_checks_under_jit_through_checkify():
         score(jnp.array([[0, 1, 2], [1, 1, 1]]))  # a grey level 2 given to a binary model
     # Outside the context nothing is emitted: the jaxpr of a checked function traced plainly has no check.
     assert "check" not in str(jax.make_jaxpr(take)(bad))
+
+
+def test_num_hidden_at_is_the_exact_schedule():
+    """The core count equals the exact table (float32 gave n/2 - 1 at r = 2/3), also traced."""
+    assert int(masks.num_hidden_at(1, 3, 10, "cosine")) == 5  # floor(10 cos(pi/3)) = 5 exactly
+    for t, n in [(3, 10), (6, 64), (12, 256), (10, 10)]:
+        table = masks.hidden_count_table(t, n, "cosine")[n]
+        got = jax.jit(lambda s: masks.num_hidden_at(s, t, n, masks.cosine_schedule))(jnp.arange(t))
+        np.testing.assert_array_equal(np.asarray(got), table)
+        exact = [int(np.floor(n * np.cos(np.pi * (s + 1) / (2 * t)) + 1e-9)) for s in range(t)]
+        assert table.tolist() == exact

@@ -15,11 +15,11 @@ against 50-digit arithmetic.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mamjax import masks as masks_lib
 
 Array = jax.Array
 
@@ -42,21 +42,6 @@ def hidden_counts(num_steps: int, num_initial_hidden: int, schedule: str = "cosi
     return hidden_count_table(num_steps, num_initial_hidden, schedule)[num_initial_hidden]
 
 
-@functools.lru_cache(maxsize=256)
-def _table(num_steps: int, max_hidden: int, schedule: str) -> np.ndarray:
-    n = np.arange(max_hidden + 1, dtype=np.int64)[:, None]  # [N0, 1]
-    k = np.arange(1, num_steps + 1, dtype=np.int64)[None, :]  # t + 1, [1, T]
-    if schedule == "linear":
-        out = (n * (num_steps - k)) // num_steps
-    else:
-        out = np.floor(n * np.cos(np.pi * k / (2.0 * num_steps))).astype(np.int64)
-        out = np.where(3 * k == 2 * num_steps, n // 2, out)  # cos(pi/3) = 1/2 exactly
-        out = np.where(k == num_steps, 0, out)  # cos(pi/2) = 0 exactly
-    out = np.clip(out, 0, n).astype(np.int32)
-    out.setflags(write=False)
-    return out
-
-
 def hidden_count_table(num_steps: int, max_hidden: int, schedule: str = "cosine") -> np.ndarray:
     """``table[N0, t]``: tokens hidden after step ``t`` for every ``N0`` in ``[0, max_hidden]``.
 
@@ -69,7 +54,7 @@ def hidden_count_table(num_steps: int, max_hidden: int, schedule: str = "cosine"
       read-only ``[max_hidden + 1, T] int32`` numpy array; non-increasing in ``t``, 0 at ``t = T - 1``.
     """
     _check(num_steps, max_hidden, schedule)
-    return _table(int(num_steps), int(max_hidden), schedule)
+    return masks_lib.hidden_count_table(int(num_steps), int(max_hidden), schedule)
 
 
 def num_hidden(step: Array, num_steps: int, num_initial_hidden: Array, seq_len: int,
