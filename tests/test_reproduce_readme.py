@@ -44,11 +44,13 @@ def test_bad_table_row_names_the_table():
 
 def test_main_job_table_labels_the_unnormalized_mam_row_and_flags_impossible_values():
     from reproduce import main_job
-    res = {"args": {"resolution": 14, "ensemble": 4, "num_test": 10, "binarization": "static", "backbone": "mlp",
-                    "width": 8, "depth": 1, "arm_steps": 1, "mam_steps": 1, "batch_size": 2, "seed": 0},
-           "ao_arm_s_nats": 1.0, "ao_arm_s_bpd": 0.1, "ao_arm_e_nats": 0.9, "ao_arm_e_bpd": 0.09,
-           "mam_nats": -0.5, "mam_bpd": -0.05, "spearman": 0.5, "pearson": 0.5, "mam_sec": 1e-3,
-           "ao_arm_sec": 1e-1, "speedup": 100.0, "train_seconds": 1.0, "total_seconds": 2.0}
+    with open(os.path.join(ROOT, "results", "main_job.json")) as f:
+        res = dict(json.load(f)["data"])  # the measured run, then one value made impossible
+    res["config"] = {"resolution": 14, "arm_steps": 1, "mam_steps": 1, "batch_size": 2, "seed": 0, "width": 8,
+                     "depth": 1, "backbone": "mlp", "binarization": "static",
+                     "eval": {"ensemble": 5, "num_test": 10, "agreement_images": 4, "num_subsets": 4,
+                              "threshold": 5.0}}
+    res["mam_nats"], res["mam_bpd"] = -0.5, -0.05
     tables, _, _ = main_job.tables_from_run(res)
     mam = tables[0]["rows"][2]
     assert "unnormalized" in mam[0] and "impossible" in mam[1] and mam[3] == "not comparable"
