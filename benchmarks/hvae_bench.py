@@ -57,8 +57,13 @@ def _run_one(name: str, updates: int, eval_images: int, iwae_k: int, seed: int =
                 load=(load0 + os.getloadavg()[0]) / 2, peak_rss_mib=peak_rss_mib())
 
 
-def main(updates: int = 200, eval_images: int = 10, iwae_k: int = 5000) -> str:
-    """Measures every model in a fresh process and returns the markdown table."""
+def main(quick: bool = False, updates: int = 200, eval_images: int = 10, iwae_k: int = 5000) -> str:
+    """Measures every model in a fresh process and returns the markdown table.
+
+    ``quick`` (``python -m benchmarks.run --quick``): 50 updates, 4 images at K = 5000.
+    """
+    if quick:
+        updates, eval_images = 50, 4
     from reproduce.hvae import LABELS, MODELS
 
     ctx = mp.get_context("spawn")
