@@ -111,7 +111,7 @@ def _leaf_keys(config: config_dict.ConfigDict, prefix: str = "") -> list[str]:
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
-def _coerce(key: str, text: str, kind: type | None, old: Any) -> Any:
+def _coerce(key: str, text: str, kind: type | None) -> Any:
     """Parses the command-line ``text`` of field ``key`` as its type ``kind``."""
     if kind is bool:
         low = text.strip().lower()
@@ -168,7 +168,7 @@ def override(config: config_dict.ConfigDict, key: str, text: str) -> None:
         raise ConfigError(f"`--config.{key}` is a group of fields; set one of them, e.g. "
                           f"--config.{key}.{next(iter(node[leaf].keys()), 'x')}=...")
     kind = node.get_type(leaf)
-    value = _coerce(key, text, kind if kind is not type(None) else None, node[leaf])
+    value = _coerce(key, text, kind if kind is not type(None) else None)
     try:
         node[leaf] = value
     except TypeError as e:

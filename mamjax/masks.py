@@ -304,6 +304,8 @@ def hidden_count_table(num_steps: int, max_hidden: int, schedule: str = "cosine"
     Returns:
       read-only ``[max_hidden + 1, T] int32`` numpy array, non-increasing in ``t``, 0 at ``t = T - 1``.
     """
+    if isinstance(num_steps, bool):
+        raise ValueError(f"`num_steps` must be a positive Python int (static); got {num_steps!r}.")
     num_steps = _check_dim(num_steps, "num_steps")
     if isinstance(max_hidden, bool) or not isinstance(max_hidden, (int, np.integer)) or max_hidden < 0:
         raise ValueError(f"`max_hidden` must be an int >= 0; got {max_hidden!r}.")

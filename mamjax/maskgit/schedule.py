@@ -28,33 +28,13 @@ SCHEDULES = ("cosine", "linear")
 __all__ = ["SCHEDULES", "hidden_counts", "hidden_count_table", "num_hidden"]
 
 
-def _check(num_steps: int, max_hidden: int, schedule: str) -> None:
-    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(f"`num_steps` must be a positive int; got {num_steps!r}.")
-    if isinstance(max_hidden, bool) or not isinstance(max_hidden, (int, np.integer)) or max_hidden < 0:
-        raise ValueError(f"`max_hidden` must be an int >= 0; got {max_hidden!r}.")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}; got {schedule!r}.")
-
-
 def hidden_counts(num_steps: int, num_initial_hidden: int, schedule: str = "cosine") -> np.ndarray:
     """``[T] int``: tokens still hidden after each step, for one ``N0`` (see the module docstring)."""
     return hidden_count_table(num_steps, num_initial_hidden, schedule)[num_initial_hidden]
 
 
-def hidden_count_table(num_steps: int, max_hidden: int, schedule: str = "cosine") -> np.ndarray:
-    """``table[N0, t]``: tokens hidden after step ``t`` for every ``N0`` in ``[0, max_hidden]``.
-
-    Args:
-      num_steps: T.
-      max_hidden: the largest ``N0`` (the sequence length).
-      schedule: ``"cosine"`` or ``"linear"``.
-
-    Returns:
-      read-only ``[max_hidden + 1, T] int32`` numpy array; non-increasing in ``t``, 0 at ``t = T - 1``.
-    """
-    _check(num_steps, max_hidden, schedule)
-    return masks_lib.hidden_count_table(int(num_steps), int(max_hidden), schedule)
+# The exact table is the core's (one implementation for every decoder); its checks name each argument.
+hidden_count_table = masks_lib.hidden_count_table
 
 
 def num_hidden(step: Array, num_steps: int, num_initial_hidden: Array, seq_len: int,
