@@ -250,6 +250,7 @@ def test_active_units_match_numpy_and_bad_images():
     apply, params, state = _build(16, jit=False, seed=0, **TINY)
     key = jax.random.key(4)
     res = hvae.evaluate(apply, params, state, x, key, num_samples=0, batch_size=64)
+    assert hvae.evaluate(apply, params, state, x, key, num_samples=0, batch_size=64, progress=True) == res
     k1 = jax.random.split(jax.random.fold_in(key, 0))[0]
     out, _ = apply(params, state, "infer", jnp.asarray(x), k1, train=False)
     for i, m in enumerate(out["q_mean"]):
