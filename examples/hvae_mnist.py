@@ -46,7 +46,7 @@ def main(argv=None):
     import jax
     import numpy as np
 
-    from mamjax import hvae, train
+    from mamjax import hvae, metrics, train
 
     mesh = cli.make_mesh(args.num_devices)
     cli.check_batch_size(config.batch_size, mesh, "config.batch_size")
@@ -74,8 +74,8 @@ def main(argv=None):
     print(f"\n## {config.preset} on {tag}: {config.steps} steps, batch {config.batch_size}, "
           f"test {len(data.test)} images (nats per image)\n")
     print("| metric | value |\n|---|---|")
-    print(f"| test ELBO ({config.binarization}) | {-res['elbo']:.2f} (as -ELBO) |")
-    print(f"| test -IWAE bound K={k} ({config.binarization}) | {-res[f'iwae_{k}']:.2f} |")
+    print(f"| test ELBO ({config.binarization}) | {metrics.format_nll(-res['elbo'])} (as -ELBO) |")
+    print(f"| test -IWAE bound K={k} ({config.binarization}) | {metrics.format_nll(-res[f'iwae_{k}'])} |")
     layers = sorted(int(key[len("kl_l"):]) for key in res if key.startswith("kl_l"))
     for i in layers:
         print(f"| layer z{i}: KL / zero fraction / active units ({config.binarization}) | "

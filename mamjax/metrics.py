@@ -11,7 +11,7 @@ from jax.scipy.special import logsumexp
 
 Array = jax.Array
 
-__all__ = ["nats_to_bits_per_dim", "bits_per_dim", "log_mean_exp", "iw_bound", "RunningMean"]
+__all__ = ["nats_to_bits_per_dim", "bits_per_dim", "log_mean_exp", "iw_bound", "RunningMean", "format_nll"]
 
 
 def nats_to_bits_per_dim(nll_nats, num_dims: int):
@@ -24,6 +24,26 @@ def nats_to_bits_per_dim(nll_nats, num_dims: int):
 def bits_per_dim(log_prob, num_dims: int):
     """Mean negative ``log_prob`` (nats, per example) in bits per dimension."""
     return nats_to_bits_per_dim(-jnp.mean(log_prob), num_dims)
+
+
+def format_nll(nll: float, *, digits: int = 2, floor: float = 0.0, floor_name: str = "0, discrete data") -> str:
+    """An NLL for a printed table, flagged when it is impossible rather than printed plainly.
+
+    The NLL of discrete data (binary pixels, tokens) is ``>= 0``; where the data's entropy
+    is known (e.g. an exact ``log Z``), pass it as ``floor``. A value below ``floor`` means a
+    bug or an unnormalised score, and is printed as e.g. ``"-3.10 (impossible: < 0, discrete data)"``.
+
+    Args:
+      nll: the negative log-likelihood (nats or bits/dim; the same unit as ``floor``).
+      digits: decimals printed.
+      floor: the smallest possible value.
+      floor_name: how the floor is named in the flag.
+    """
+    value = float(nll)
+    if not math.isfinite(value):
+        return f"{value} (non-finite)"
+    text = f"{value:.{digits}f}"
+    return f"{text} (impossible: < {floor_name})" if value < float(floor) else text
 
 
 def log_mean_exp(x: Array, axis: int | None = None, keepdims: bool = False) -> Array:

@@ -17,14 +17,14 @@ import json
 import os
 import sys
 
+from mamjax import metrics
 from reproduce import common
 
 COMMAND = "pip install -e . && python examples/marginal_mnist.py --workdir runs/mam_mnist"
 
 
 def _nll_cell(nats: float, bpd: float) -> tuple[str, str]:
-    flag = " (impossible: < 0)" if nats < 0 else ""
-    return f"{nats:.2f}{flag}", f"{bpd:.4f}{flag}"
+    return metrics.format_nll(nats), metrics.format_nll(bpd, digits=4)
 
 
 def tables_from_run(res: dict) -> tuple[list[dict], list[str], str]:

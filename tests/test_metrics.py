@@ -39,3 +39,12 @@ def test_running_mean():
     assert rm.result() == {"a": pytest.approx(3.25)}
     rm.reset()
     assert rm.result() == {}
+
+
+def test_format_nll_flags_impossible_values_only():
+    assert metrics.format_nll(85.123) == "85.12"
+    assert metrics.format_nll(0.0) == "0.00"
+    assert metrics.format_nll(-3.1) == "-3.10 (impossible: < 0, discrete data)"
+    assert metrics.format_nll(50.0, floor=55.0, floor_name="the entropy") == "50.00 (impossible: < the entropy)"
+    assert metrics.format_nll(0.30031, digits=4) == "0.3003"
+    assert "non-finite" in metrics.format_nll(float("nan"))
