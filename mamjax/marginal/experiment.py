@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from mamjax import masks as masks_lib
+from mamjax import progress
 from mamjax import train
 from mamjax.marginal import agreement
 from mamjax.marginal import arm as arm_lib
@@ -184,8 +185,11 @@ def random_subsets(key: Array, num: int, num_dims: int) -> Array:
     return jax.vmap(masks_lib.mask_by_count, in_axes=(0, None, 0))(jax.random.split(k_m, num), num_dims, num_hidden)
 
 
-def _batched(fn, *arrays, batch_size: int):
-    outs = [np.asarray(fn(*(a[i:i + batch_size] for a in arrays))) for i in range(0, arrays[0].shape[0], batch_size)]
+def _batched(fn, *arrays, batch_size: int, desc: str = "eval"):
+    """``fn`` over consecutive batches of ``arrays`` (a progress bar when there is more than one), concatenated."""
+    starts = range(0, arrays[0].shape[0], batch_size)
+    outs = [np.asarray(fn(*(a[i:i + batch_size] for a in arrays)))
+            for i in progress.bar(starts, desc=desc, progress=None if len(starts) > 1 else False)]
     return np.concatenate(outs)
 
 
@@ -219,12 +223,13 @@ def evaluate_nll(nets: Nets, params: dict, x: Array, key: Array, *, num_ordering
     full = jnp.ones(x.shape, bool)
     k_s, k_e = jax.random.split(key)
     ens = _ensemble_fn(nets)
-    arm_s = _batched(lambda a, m: ens(params["conditional"], a, m, k_s, 1), x, full, batch_size=batch_size)
+    arm_s = _batched(lambda a, m: ens(params["conditional"], a, m, k_s, 1), x, full, batch_size=batch_size,
+                     desc="NLL AO-ARM-S")
     arm_e = _batched(lambda a, m: ens(params["conditional"], a, m, k_e, num_orderings), x, full,
-                     batch_size=batch_size)
+                     batch_size=batch_size, desc=f"NLL AO-ARM-E({num_orderings})")
     f0 = marginal_net.log_normalizer(nets.marg_apply, params["marginal"], d)
     mam = _batched(lambda a, m: marginal_net.log_marginal(nets.marg_apply, params["marginal"], a, m), x, full,
-                   batch_size=1000) - float(f0)
+                   batch_size=1000, desc="NLL MaM") - float(f0)
     to_bpd = 1.0 / (d * np.log(2.0))
     out = {}
     for name, ll in (("ao_arm_s", arm_s), ("ao_arm_e", arm_e), ("mam", mam)):
@@ -251,7 +256,7 @@ def subset_agreement(nets: Nets, params: dict, x: Array, key: Array, *, num_orde
     k_mask, k_arm = jax.random.split(key)
     mask = random_subsets(k_mask, x.shape[0], nets.num_dims)
     arm_e = _batched(lambda a, m: _ensemble_fn(nets)(params["conditional"], a, m, k_arm, num_orderings), x, mask,
-                     batch_size=batch_size)
+                     batch_size=batch_size, desc="subsets AO-ARM-E")
     f0 = float(marginal_net.log_normalizer(nets.marg_apply, params["marginal"], nets.num_dims))
     mam = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], x, mask)) - f0
     size = np.asarray(agreement.size_only_scores(mask))
@@ -287,9 +292,9 @@ def paper_agreement(nets: Nets, params: dict, x: Array, key: Array, *, num_censo
     full = jnp.ones(flat.shape, bool)
     ens = _ensemble_fn(nets)
     arm_e = _batched(lambda a, mk: ens(params["conditional"], a, mk, k_e, num_orderings), flat, full,
-                     batch_size=batch_size).reshape(batch, m)
+                     batch_size=batch_size, desc="agreement AO-ARM-E").reshape(batch, m)
     arm_s = _batched(lambda a, mk: ens(params["conditional"], a, mk, k_s, 1), flat, full,
-                     batch_size=batch_size).reshape(batch, m)
+                     batch_size=batch_size, desc="agreement AO-ARM-S").reshape(batch, m)
     mam = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], flat, full)).reshape(batch, m)
     keep = np.asarray(agreement.drop_near_duplicates(arm_e, threshold))
     controls = {"size_only": np.asarray(agreement.size_only_scores(full)).reshape(batch, m),
@@ -416,10 +421,10 @@ def evaluate_energy_model(nets: Nets, params: dict, log_f: Callable, log_z: floa
     f0 = float(marginal_net.log_normalizer(nets.marg_apply, params["marginal"], d))
     full = jnp.ones(x_true.shape, bool)
     mam_true = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], x_true, full)) - f0
-    arm_true = _batched(arm_ll, x_true, batch_size=100)
+    arm_true = _batched(arm_ll, x_true, batch_size=100, desc="NLL ground truth")
 
     xs = _raster_samples(nets.cond_apply, num_samples, d)(params["conditional"], key)
-    arm_s = _batched(arm_ll, xs, batch_size=100)
+    arm_s = _batched(arm_ll, xs, batch_size=100, desc="KL model samples")
     mam_s = np.asarray(marginal_net.log_marginal(nets.marg_apply, params["marginal"], xs, jnp.ones(xs.shape, bool)))
     lf = np.asarray(log_f(xs))
     to_bpd = 1.0 / (d * np.log(2.0))
