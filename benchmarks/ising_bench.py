@@ -340,6 +340,8 @@ def main(quick: bool = False, argv=None) -> str:
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--chunks", default="default", help="comma-separated chunk_size values of the mamjax chain rule")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--json", default=None, help="also write {caption, headers, rows, info} here "
+                                                 "(read by `python -m reproduce.marginal --ising-bench`)")
     args = ap.parse_args([] if argv is None else argv)
     width = args.width or (256 if quick else 2048)
     batch = args.batch or (64 if quick else 512)
@@ -350,8 +352,14 @@ def main(quick: bool = False, argv=None) -> str:
             f"per network), batch {batch}, float32, {info['threads']} threads, median of {reps} interleaved "
             f"repetitions; load average {info['load_before']} before, {info['load_after']} after "
             f"(2-core CPU shared with other jobs). Ratio = PyTorch seconds / fastest mamjax seconds.\n\n")
-    out = head + table(["computation", "seconds", "GFLOP/s (analytic)", "official / mamjax"], rows)
+    headers = ["computation", "seconds", "GFLOP/s (analytic)", "official / mamjax"]
+    out = head + table(headers, rows)
     print(out)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"caption": head.strip(), "headers": headers, "rows": rows, "info": info}, f, indent=1)
     return out
 
 

@@ -308,11 +308,15 @@ def paper_agreement(nets: Nets, params: dict, x: Array, key: Array, *, num_censo
     return out
 
 
-def time_queries(nets: Nets, params: dict, x: Array, mask: Array, *, min_time: float = 1.0) -> dict:
-    """Seconds to score a batch of subsets: MaM (1 network call) vs AO-ARM-S (D calls, same backbone)."""
+def time_queries(nets: Nets, params: dict, x: Array, mask: Array, *, min_time: float = 1.0,
+                 arm_chunk: int | None = None) -> dict:
+    """Seconds to score a batch of subsets: MaM (1 network call) vs AO-ARM-S (D calls, same backbone).
+
+    ``arm_chunk``: examples per AO-ARM network call (``arm_chunk * D`` rows; None: all ``B * D`` rows at once).
+    """
     mam = jax.jit(lambda p, a, m: nets.marg_apply(p, a, m))
     arm = jax.jit(lambda p, a, m: arm_lib.arm_log_marginal_ensemble(nets.cond_apply, p, a, m, jax.random.key(0), 1,
-                                                                   chunk_size=a.shape[0]))  # all B * D rows at once
+                                                                   chunk_size=arm_chunk or a.shape[0]))
 
     def clock(fn, *args):
         jax.block_until_ready(fn(*args))
