@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mamjax.maskgit import decoding, ess, pipeline, prior as prior_lib
+from benchmarks import common
+from mamjax.maskgit import decoding, ess, pipeline, prior as prior_lib, self_critic
 
 SIZES = {
     "cpu": dict(tok=dict(), prior=dict(dim=64, depth=2, num_heads=4), batch=128),
@@ -86,6 +87,36 @@ def t_star_of(tok, pri, batch, reps=3) -> float:
     return float(np.mean([int(run(jax.random.key(100 + i))[0]) for i in range(reps)]))
 
 
+def per_call_ms(tok, pri, batch) -> dict:
+    """Milliseconds of one call of each part the samplers repeat, at the sampling batch: the low-band prior,
+    its critic (the leave-one-out pass over the N_l singly-masked copies), the high-band prior, the detokenizer."""
+    cb = tok.fns["codebooks"](tok.params)[0]
+    null = jnp.full((batch,), NUM_CLASSES, jnp.int32)
+    codes_l = jax.random.randint(jax.random.key(0), (batch, tok.len_l), 0, tok.num_codes)
+    codes_h = jax.random.randint(jax.random.key(1), (batch, tok.len_h), 0, tok.num_codes)
+    half_l, half_h = jnp.arange(tok.len_l) % 2 == 0, jnp.arange(tok.len_h) % 2 == 0
+    f_l = jax.jit(lambda p, c: prior_lib.lf_logits_fn(pri.apply_l, p)(c, jnp.broadcast_to(half_l, c.shape), null))
+    critic = jax.jit(lambda p, c: self_critic.critic_log_probs(
+        None, c, null, cb, prior_lib.lf_leave_one_out_fn(pri.loo_l, p)))
+    f_h = jax.jit(lambda p, c: prior_lib.hf_logits_fn(pri.apply_h, p, codes_l, tok.num_codes)(
+        c, jnp.broadcast_to(half_h, c.shape), null))
+    detok = jax.jit(tok.fns["detokenize"])
+    return {"prior_l": 1e3 * common.time_fn(lambda: f_l(pri.params["lf"], codes_l), min_time=0.5),
+            "critic": 1e3 * common.time_fn(lambda: critic(pri.params["lf"], codes_l), min_time=0.5),
+            "prior_h": 1e3 * common.time_fn(lambda: f_h(pri.params["hf"], codes_h), min_time=0.5),
+            "detok": 1e3 * common.time_fn(lambda: detok(tok.params, codes_l, codes_h), min_time=0.5)}
+
+
+def cost_model(ms: dict, t_star: float) -> float:
+    """Predicted ESS / naive time from per-call costs: naive = T low + T high prior calls + detokenizer; ESS adds
+    one critic on the naive sample, a reverse walk of ``T - t*`` low-band calls, and critical resampling's
+    ``T - t*`` low-band calls with a critic at each step but the last (which hides nothing)."""
+    naive = T * ms["prior_l"] + T * ms["prior_h"] + ms["detok"]
+    steps = T - t_star
+    extra = ms["critic"] * steps + 2 * steps * ms["prior_l"]
+    return (naive + extra) / naive
+
+
 def main(quick: bool = False) -> str:
     repeats = 1 if quick else 2
     load = os.getloadavg()[0]
@@ -93,6 +124,10 @@ def main(quick: bool = False) -> str:
              f"seconds per 1,000 unconditional series (low + high band + detokenizer), T = {T}",
              "", "| size | tokens (low / high) | batch | naive s/1000 | ESS s/1000 | ESS / naive | t* (untrained) | "
              "ESS costliest (threshold inf) s/1000 | costliest / naive |", "|---|---|---|---|---|---|---|---|---|"]
+    parts = ["", "Per call at the sampling batch (ms): low-band prior, its critic (leave-one-out over the N_l copies), "
+             "high-band prior, detokenizer; and the ESS / naive ratio these predict at the measured t*:", "",
+             "| size | prior low ms | critic ms | critic / prior low | prior high ms | detok ms | predicted ESS / naive "
+             "| measured |", "|---|---|---|---|---|---|---|---|"]
     for size in ("cpu", "official"):
         tok, pri, batch = build(size)
         batch = min(batch, 16) if quick else batch
@@ -102,9 +137,15 @@ def main(quick: bool = False) -> str:
             times[method] = time_per_1000(sampler, batch, repeats)
         worst = time_per_1000(worst_case_ess(tok, pri, batch), batch, repeats)
         ts = t_star_of(tok, pri, batch)
+        ms = per_call_ms(tok, pri, batch)
+        parts.append(f"| {size} | {ms['prior_l']:.2f} | {ms['critic']:.2f} | {ms['critic'] / ms['prior_l']:.1f}x | "
+                     f"{ms['prior_h']:.2f} | {ms['detok']:.2f} | {cost_model(ms, ts):.2f}x | "
+                     f"{times['ess'] / times['naive']:.2f}x |")
+        print(parts[-1], flush=True)
         lines.append(f"| {size} | {tok.len_l} / {tok.len_h} | {batch} | {times['naive']:.2f} | {times['ess']:.2f} | "
                      f"{times['ess'] / times['naive']:.2f}x | {ts:.1f} | {worst:.2f} | {worst / times['naive']:.2f}x |")
         print(lines[-1], flush=True)
+    lines += parts
     lines.append(f"\nload average at the end: {os.getloadavg()[0]:.2f} (figures taken under load are labelled so by it)")
     out = "\n".join(lines)
     print(out)

@@ -8,14 +8,17 @@
 ``get_config(arg)``: ``arg`` is a comma-separated list of variants, applied in order:
 
 * (none) / ``cpu``: today's CPU default: per band ~10 / ~20 tokens (``code_dim`` 16, 32 codes), Hann
-  STFT with zero padding (n_fft 8, hop 2), 64-wide 2-layer priors with 4 heads; 1,000 tokenizer and
-  2,000 prior steps at batch 32.
+  STFT with zero padding (n_fft 8, hop 2), 64-wide 2-layer priors with 4 heads trained on the hidden
+  tokens (the MaskGIT loss); 1,000 tokenizer and 2,000 prior steps at batch 32; naive vs ESS keeping
+  the kept tokens (``eval.methods``: any of naive, ess, ess_redraw).
 * ``official``: the official TimeVQVAE / ESS sizes for GunPoint (``configs/config.yaml`` of
   ML4ITS/TimeVQVAE at a9a3f82): rectangular-window STFT with reflect padding, n_fft 8, hop 2; 5 tokens
   per latent step (the frequency axis the official 2-D encoder keeps), floor downsampling
   ``76 -> 38 -> 19 -> 9`` frames for the low band (45 tokens) and ``76 -> 38`` for the high band
   (190 tokens), 64-wide encoders, codebook dimension 64, 32 codes per band, EMA codebook updates
-  (decay 0.8); priors 256 wide, 4 layers, 2 heads, class dropout 0.2; T = 10, temperature 4;
+  (decay 0.8); priors 256 wide, 4 layers, 2 heads, class dropout 0.2, the loss on every token
+  (``prior.loss_positions = "all"``); ESS as the official code (``ess_redraw``: critical resampling
+  redraws every token); T = 10, temperature 4;
   batch 128 (stage 1) / 256 (stage 2). Step counts are ours (the paper: 2,000 / 10,000 epochs).
 * ``quick``: tiny step counts and sample counts (a smoke run, not a result).
 
@@ -35,7 +38,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         down_l=config_dict.placeholder(int), down_h=config_dict.placeholder(int),  # None: ~10 / ~20 tokens
         codebook="unit_norm", ema_decay=0.8))  # codebook: "unit_norm" (cosine VQ, learned) or "ema"
     c.prior = config_dict.ConfigDict(dict(steps=2000, batch_size=32, learning_rate=1e-3, dim=64, depth=2,
-                                          num_heads=4, p_uncond=0.2))
+                                          num_heads=4, p_uncond=0.2,
+                                          loss_positions="hidden"))  # "hidden" (MaskGIT) or "all" (official)
     c.fcn_steps = 500
     c.save_every = 500
     c.eval = config_dict.ConfigDict(dict(
@@ -49,7 +53,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             c.tokenizer.update(dict(batch_size=128, code_dim=64, window="boxcar", padding="reflect",
                                     tokens_per_step=5, floor_down=True, down_l=3, down_h=1, codebook="ema"))
             c.prior.update(dict(batch_size=256, dim=256, depth=4, num_heads=2))
-            c.eval.sample_batch = 256
+            c.prior.loss_positions = "all"
+            c.eval.update(dict(sample_batch=256, methods=("naive", "ess_redraw")))
         elif variant == "quick":
             c.tokenizer.steps, c.prior.steps, c.fcn_steps, c.save_every = 100, 150, 60, 50
             c.eval.update(dict(num_samples=64, num_cas_samples=64, cas_steps=40, sample_batch=32))

@@ -67,7 +67,8 @@ def main(argv=None):
         num_cas_samples=ev.num_cas_samples, sample_batch=ev.sample_batch, num_decode_steps=ev.num_decode_steps,
         temperature=ev.temperature, guidance_scale=ev.guidance_scale, methods=tuple(ev.methods),
         prior_dim=pr.dim, prior_depth=pr.depth, prior_heads=pr.num_heads, prior_batch=pr.batch_size,
-        prior_lr=pr.learning_rate, p_uncond=pr.p_uncond, tokenizer_kwargs=tok_kwargs, mesh=mesh)
+        prior_lr=pr.learning_rate, p_uncond=pr.p_uncond, prior_loss_positions=pr.loss_positions,
+        tokenizer_kwargs=tok_kwargs, mesh=mesh)
     elapsed = time.perf_counter() - t0
 
     s = out["scores"]

@@ -15,7 +15,11 @@ decoding (``lock_observed=True``) never re-masks a revealed token (as in the
 official TimeVQVAE code there is no "reveal at least one token per step" clip: a
 step whose count does not change reveals none); the ESS resampling stage
 (``lock_observed=False``) lets its confidence re-mask any token and starts at a
-per-row step.
+per-row step. With ``redraw_observed=True`` (the official critical resampling) every
+step samples a token at *every* position from the prior, the kept ones included, instead of
+keeping the tokens already observed; that relies on a prior whose logits at observed
+positions are trained (the official loss covers all positions; ``prior.maskgit_loss`` with
+``positions="all"``).
 
 Mask convention: ``True`` = observed. Hidden token slots hold :data:`MASK_ID`.
 """
@@ -116,12 +120,13 @@ def scheduled_hidden(step: Array, num_steps: int, num_initial_hidden: Array, seq
 def decode_step(state: DecodeState, logits_fn: LogitsFn, *, labels: Array | None, num_steps: int,
                 num_initial_hidden: Array, start_step: Array, schedule: str, temperature: float,
                 guidance_scale: float, null_label: int | None, confidence_fn: ConfidenceFn | None,
-                lock_observed: bool) -> DecodeState:
+                lock_observed: bool, redraw_observed: bool = False) -> DecodeState:
     """One decoding step (see the module docstring); rows with ``step < start_step`` are left as they are."""
     key, k_sample, k_noise = jax.random.split(state.key, 3)
     logits = guided_logits(logits_fn, state.tokens, state.mask, labels, guidance_scale, null_label)
     sampled = jax.random.categorical(k_sample, logits, axis=-1).astype(jnp.int32)
-    sampled = jnp.where(state.mask, state.tokens, sampled)
+    if not redraw_observed:
+        sampled = jnp.where(state.mask, state.tokens, sampled)
     num_hidden = scheduled_hidden(state.step, num_steps, num_initial_hidden, state.tokens.shape[1], schedule)
     active = (state.step >= start_step)[:, None]
     if confidence_fn is None:
@@ -146,7 +151,7 @@ def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, lab
            guidance_scale: float = 1.0, null_label: int | None = None,
            confidence_fn: ConfidenceFn | None = None, start_step: Array | None = None,
            num_initial_hidden: Array | None = None, lock_observed: bool = True,
-           return_state: bool = False):
+           redraw_observed: bool = False, return_state: bool = False):
     """MaskGIT iterative decoding of the hidden tokens.
 
     Args:
@@ -164,6 +169,9 @@ def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, lab
       start_step: ``[B] int32`` first step per row (default 0); earlier steps leave the row unchanged.
       num_initial_hidden: ``[B] int32`` N0 of the schedule (default: hidden count of ``mask``).
       lock_observed: never re-mask observed tokens (naive MaskGIT) if True.
+      redraw_observed: sample every position from the prior at every active step, observed ones
+        included (the official ESS critical resampling); False keeps observed tokens as they are.
+        Needs ``lock_observed=False``.
       return_state: also return the final :class:`DecodeState` (with the per-step mask history).
 
     Returns:
@@ -184,6 +192,8 @@ def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, lab
         raise ValueError(f"`temperature` must be >= 0; got {temperature!r}.")
     if null_label is None and isinstance(guidance_scale, (int, float)) and guidance_scale != 1:
         raise ValueError(f"`null_label` is required with `guidance_scale` != 1; got guidance_scale={guidance_scale}.")
+    if redraw_observed and lock_observed:
+        raise ValueError("`redraw_observed=True` needs `lock_observed=False` (a locked token cannot be redrawn).")
     b, l = tokens.shape
     if labels is not None:
         chex.assert_shape(labels, (b,), custom_message="`labels` must be [batch]")
@@ -200,7 +210,8 @@ def decode(logits_fn: LogitsFn, tokens: Array, mask: Array, key: PRNGKey, *, lab
         return decode_step(s, logits_fn, labels=labels, num_steps=num_steps, num_initial_hidden=n0,
                            start_step=start, schedule=schedule, temperature=temperature,
                            guidance_scale=guidance_scale, null_label=null_label,
-                           confidence_fn=confidence_fn, lock_observed=lock_observed)
+                           confidence_fn=confidence_fn, lock_observed=lock_observed,
+                           redraw_observed=redraw_observed)
 
     state = jax.lax.while_loop(lambda s: s.step < num_steps, body, state)
     return (state.tokens, state) if return_state else state.tokens

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from tqdm.auto import tqdm
 
 from mamjax import nn as nn_lib
+from mamjax import progress as progress_lib
 from mamjax import train as train_lib
 from mamjax.data.stream import BatchStream
 from mamjax.maskgit import fcn as fcn_lib
@@ -141,21 +141,29 @@ def init_prior(num_codes: int, len_l: int, len_h: int, num_classes: int, *, dim:
 def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, num_classes: int, *,
                 num_codes: int, num_steps: int = 2000, batch_size: int = 32, learning_rate: float = 1e-3,
                 dim: int = 64, depth: int = 2, num_heads: int = 4, p_uncond: float = 0.2, seed: int = 0,
-                workdir=None, mesh=None, progress: bool | None = None) -> tuple[PriorBundle, list]:
+                loss_positions: str = "hidden", workdir=None, mesh=None,
+                progress: bool | None = None) -> tuple[PriorBundle, list]:
     """Stage 2: the two class-conditional MaskGIT priors; labels dropped to the null class
-    ``num_classes`` with probability ``p_uncond`` (class dropout: the null class is the unconditional prior)."""
+    ``num_classes`` with probability ``p_uncond`` (class dropout: the null class is the unconditional prior).
+
+    ``loss_positions``: ``"hidden"`` (the MaskGIT loss) or ``"all"`` (the official TimeVQVAE loss on every
+    token, see :func:`mamjax.maskgit.prior.maskgit_loss`); checkpointed in ``workdir/prior`` and
+    ``workdir/prior_all`` respectively, so that one never restores the other."""
+    if loss_positions not in ("hidden", "all"):
+        raise ValueError(f"`loss_positions` must be one of ['all', 'hidden']; got {loss_positions!r}.")
     init = init_prior(num_codes, codes_l.shape[1], codes_h.shape[1], num_classes, dim=dim, depth=depth,
                       num_heads=num_heads, seed=seed)
     apply_l, apply_h, params, loo_l = init.apply_l, init.apply_h, init.params, init.loo_l
     opt = optax.adamw(learning_rate, weight_decay=1e-2)
     loss = lambda p, b, k: prior_lib.prior_loss(apply_l, apply_h, num_codes, p, b, k, num_classes=num_classes,
-                                                p_uncond=p_uncond)
+                                                p_uncond=p_uncond, positions=loss_positions)
     step = train_lib.make_train_step(loss, opt)
     state = train_lib.TrainState.create(params, opt)
     data = {"codes_l": codes_l.astype(np.int32), "codes_h": codes_h.astype(np.int32), "label": labels.astype(np.int32)}
     stream = BatchStream(data, min(batch_size, len(codes_l)), seed=seed)
     state, hist = train_lib.fit(step, state, stream, num_steps=num_steps, key=jax.random.key(seed + 1),
-                                workdir=_sub(workdir, "prior"), save_every=max(1, num_steps // 2),
+                                workdir=_sub(workdir, "prior" if loss_positions == "hidden" else "prior_all"),
+                                save_every=max(1, num_steps // 2),
                                 log_every=max(1, num_steps // 10), desc="prior", mesh=mesh, progress=progress)
     return PriorBundle(apply_l, apply_h, state.params, num_classes, loo_l), hist
 
@@ -163,13 +171,15 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
 def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_size: int, num_steps: int = 10,
                  temperature_l: float = 4.0, temperature_h: float = 4.0, guidance_scale: float = 1.0,
                  schedule: str = "cosine", ess_per_sequence: bool = False, conditional: bool = True):
-    """A jitted sampler for ``method`` in {naive, ess}.
+    """A jitted sampler for ``method`` in :data:`mamjax.maskgit.sample.METHODS` (naive, ess, ess_redraw).
 
     ``conditional=True``: ``sampler(key, labels [batch_size]) -> x [batch_size, T]``;
     ``conditional=False``: ``sampler(key) -> x``, unconditional, every row given the prior's null
     class (``num_classes``, the class that class dropout trained; the official code's
     ``class_condition=None``).
     """
+    if method not in sample_lib.METHODS:
+        raise ValueError(f"`method` must be one of {list(sample_lib.METHODS)}; got {method!r}.")
     codebook_l = tok.fns["codebooks"](tok.params)[0]
 
     def run(tok_params, params, cb, key, labels):
@@ -190,11 +200,9 @@ def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_s
 def generate(sampler: Callable, labels: np.ndarray, key: jax.Array, batch_size: int,
              progress: bool | None = None) -> np.ndarray:
     """Samples one series per label with a conditional ``sampler`` in fixed-size chunks (last chunk padded)."""
-    if progress is None:
-        progress = not os.environ.get("CI")
     labels = np.asarray(labels, np.int32)
     out = []
-    for i in tqdm(range(0, len(labels), batch_size), desc="sample", disable=not progress):
+    for i in progress_lib.bar(range(0, len(labels), batch_size), desc="sample", progress=progress):
         chunk = labels[i:i + batch_size]
         padded = np.concatenate([chunk, np.full(batch_size - len(chunk), chunk[0], np.int32)])
         out.append(np.asarray(sampler(jax.random.fold_in(key, i), jnp.asarray(padded)))[:len(chunk)])
@@ -204,10 +212,8 @@ def generate(sampler: Callable, labels: np.ndarray, key: jax.Array, batch_size: 
 def generate_unconditional(sampler: Callable, num: int, key: jax.Array, batch_size: int,
                            progress: bool | None = None) -> np.ndarray:
     """``num`` series from an unconditional ``sampler(key)`` (``make_sampler(..., conditional=False)``)."""
-    if progress is None:
-        progress = not os.environ.get("CI")
     out = [np.asarray(sampler(jax.random.fold_in(key, i)))
-           for i in tqdm(range(0, num, batch_size), desc="sample", disable=not progress)]
+           for i in progress_lib.bar(range(0, num, batch_size), desc="sample", progress=progress)]
     return np.concatenate(out)[:num]
 
 
@@ -255,7 +261,8 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
             num_cas_samples: int | None = None, sample_batch: int = 128, num_decode_steps: int = 10,
             temperature: float = 4.0, guidance_scale: float = 1.0, methods=("naive", "ess"),
             prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_batch: int = 32,
-            prior_lr: float = 1e-3, p_uncond: float = 0.2, tokenizer_kwargs: dict | None = None,
+            prior_lr: float = 1e-3, p_uncond: float = 0.2, prior_loss_positions: str = "hidden",
+            tokenizer_kwargs: dict | None = None,
             classifier: fcn_lib.Classifier | None = None, mesh=None, progress: bool | None = None) -> dict:
     """All stages on ``train`` / ``test`` = ``{"x": [N, T], "label": [N]}``.
 
@@ -264,7 +271,8 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
     and IS, and ``num_cas_samples`` class-conditional ones (default ``num_samples``, labels in the
     training set's class proportions) for CAS. ``classifier``: an FCN already trained on ``train``
     (e.g. shared by several seeds); None trains one in ``workdir/fcn`` with ``seed``.
-    ``tokenizer_kwargs`` go to :func:`train_tokenizer`. ``mesh``: data-parallel training of the
+    ``tokenizer_kwargs`` go to :func:`train_tokenizer`; ``prior_loss_positions`` to :func:`train_prior`
+    (``"all"`` with the ``"ess_redraw"`` method is the official protocol). ``mesh``: data-parallel training of the
     tokenizer and the priors (global batch sizes).
 
     Returns:
@@ -279,8 +287,8 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
     codes_l, codes_h = tokenize(tok, x_tr)
     pri, h_pri = train_prior(codes_l, codes_h, y_tr, num_classes, num_codes=tok.num_codes, num_steps=prior_steps,
                              batch_size=prior_batch, learning_rate=prior_lr, dim=prior_dim, depth=prior_depth,
-                             num_heads=prior_heads, p_uncond=p_uncond, seed=seed, workdir=workdir, mesh=mesh,
-                             progress=progress)
+                             num_heads=prior_heads, p_uncond=p_uncond, seed=seed,
+                             loss_positions=prior_loss_positions, workdir=workdir, mesh=mesh, progress=progress)
     clf = classifier if classifier is not None else train_classifier(x_tr, y_tr, num_classes, num_steps=fcn_steps,
                                                                      seed=seed, workdir=workdir, progress=progress)
     x_rt = round_trip(tok, x_te)
@@ -291,6 +299,7 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
     batch = min(sample_batch, n, n_cas)
     out = {"tokenizer": tok, "prior": pri, "classifier": clf, "samplers": {}, "generated": {}, "scores": {},
            "history": {"tokenizer": h_tok, "prior": h_pri}, "num_classes": num_classes}
+    cas_suffix = "" if prior_loss_positions == "hidden" else "_prior_all"  # never restore another prior's CAS
     for i, method in enumerate(methods):
         common = dict(method=method, batch_size=batch, num_steps=num_decode_steps, temperature_l=temperature,
                       temperature_h=temperature)
@@ -303,5 +312,6 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
         out["generated"][method] = {"uncond": x_u, "cond": (x_c, y_cas)}
         out["scores"][method] = evaluate(clf, x_uncond=x_u, x_cond=x_c, y_cond=y_cas, x_train=x_tr, x_test=x_te,
                                          y_test=y_te, x_test_rt=x_rt, num_classes=num_classes, cas_steps=cas_steps,
-                                         seed=seed, workdir=_sub(workdir, f"cas_{method}"), progress=progress)
+                                         seed=seed, workdir=_sub(workdir, f"cas_{method}{cas_suffix}"),
+                                         progress=progress)
     return out

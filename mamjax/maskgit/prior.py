@@ -8,8 +8,11 @@ the null class ``num_classes`` for classifier-free guidance.
 
 MaskGIT objective (Chang et al., 2022): per sequence draw ``r ~ U(0, 1)``, hide
 ``ceil(gamma(r) M)`` of the ``M`` maskable tokens uniformly at random, and
-minimize the cross-entropy of the hidden tokens; the label is replaced by the
-null class with probability ``p_uncond``.
+minimize the cross-entropy of the hidden tokens (``positions="hidden"``, the MaskGIT
+paper) or of every maskable token (``positions="all"``, the official TimeVQVAE / ESS loss:
+the prior also learns to reproduce the tokens it sees, which the official critical
+resampling relies on when it redraws every token); the label is replaced by the null
+class with probability ``p_uncond``.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ def maskgit_mask(key: jax.Array, maskable: Array, schedule: str = "cosine") -> A
 
 def maskgit_loss(logits_fn: LogitsFn, tokens: Array, targets: Array, key: jax.Array, *,
                  labels: Array | None = None, maskable: Array | None = None, schedule: str = "cosine",
-                 p_uncond: float = 0.2, null_label: int | None = None) -> tuple[Array, dict]:
-    """Mean cross-entropy of the hidden tokens under a random MaskGIT mask.
+                 p_uncond: float = 0.2, null_label: int | None = None,
+                 positions: str = "hidden") -> tuple[Array, dict]:
+    """Mean cross-entropy of the hidden (or all maskable) tokens under a random MaskGIT mask.
 
     Args:
       logits_fn: ``(tokens [B, L], mask [B, L], labels) -> [B, L, K]``.
@@ -62,10 +66,14 @@ def maskgit_loss(logits_fn: LogitsFn, tokens: Array, targets: Array, key: jax.Ar
       key: PRNG key.
       labels: ``[B]`` or None; dropped to ``null_label`` with probability ``p_uncond``.
       maskable: ``[L] bool`` (default all).
+      positions: ``"hidden"`` (loss on the hidden tokens) or ``"all"`` (on every maskable token,
+        observed ones included, as the official TimeVQVAE code).
 
     Returns:
       ``(loss, {"acc": masked-token accuracy})``.
     """
+    if positions not in ("hidden", "all"):
+        raise ValueError(f"`positions` must be one of ['all', 'hidden']; got {positions!r}.")
     if masks_lib.is_concrete(targets) and masks_lib.is_concrete(tokens):
         k = jax.eval_shape(logits_fn, tokens, jnp.ones(tokens.shape, bool), labels).shape[-1]
         masks_lib.check_token_ids(targets, k, "targets")
@@ -79,10 +87,11 @@ def maskgit_loss(logits_fn: LogitsFn, tokens: Array, targets: Array, key: jax.Ar
         labels = jnp.where(jax.random.uniform(k_drop, (b,)) < p_uncond, null_label, labels)
     logits = logits_fn(tokens, mask, labels)
     logp = jax.nn.log_softmax(logits, axis=-1)
-    safe_targets = jnp.where(mask, 0, targets)
+    counted = ~mask if positions == "hidden" else jnp.broadcast_to(maskable, mask.shape)
+    safe_targets = jnp.where(counted, targets, 0)
     nll = -jnp.take_along_axis(logp, safe_targets[..., None], axis=-1)[..., 0]
     hidden = (~mask).astype(jnp.float32)
-    loss = jnp.sum(nll * hidden) / jnp.sum(hidden)
+    loss = jnp.sum(nll * counted) / jnp.sum(counted)
     acc = jnp.sum((jnp.argmax(logits, -1) == targets) * hidden) / jnp.sum(hidden)
     return loss, {"acc": acc}
 
@@ -136,18 +145,20 @@ def hf_logits_fn(apply: Callable, params: Any, codes_l: Array, num_codes: int) -
 
 
 def prior_loss(apply_l: Callable, apply_h: Callable, num_codes: int, params: dict, batch: dict, key: jax.Array,
-               *, num_classes: int | None, p_uncond: float = 0.2, schedule: str = "cosine") -> tuple[Array, dict]:
-    """Sum of the two stages' MaskGIT losses on ``batch = {"codes_l", "codes_h", "label"}``."""
+               *, num_classes: int | None, p_uncond: float = 0.2, schedule: str = "cosine",
+               positions: str = "hidden") -> tuple[Array, dict]:
+    """Sum of the two stages' MaskGIT losses on ``batch = {"codes_l", "codes_h", "label"}`` (``positions``:
+    see :func:`maskgit_loss`)."""
     k_l, k_h = jax.random.split(key)
     labels = batch.get("label") if num_classes is not None else None
     codes_l, codes_h = batch["codes_l"], batch["codes_h"]
     loss_l, m_l = maskgit_loss(lf_logits_fn(apply_l, params["lf"]), codes_l, codes_l, k_l, labels=labels,
-                               schedule=schedule, p_uncond=p_uncond, null_label=num_classes)
+                               schedule=schedule, p_uncond=p_uncond, null_label=num_classes, positions=positions)
     n_l = codes_l.shape[1]
     full = jnp.concatenate([codes_l, codes_h + num_codes], axis=1)
     targets = jnp.concatenate([jnp.zeros_like(codes_l), codes_h], axis=1)
     maskable = jnp.arange(full.shape[1]) >= n_l
     loss_h, m_h = maskgit_loss(lambda t, m, y: apply_h(params["hf"], t, m, y), full, targets, k_h,
                                labels=labels, maskable=maskable, schedule=schedule, p_uncond=p_uncond,
-                               null_label=num_classes)
+                               null_label=num_classes, positions=positions)
     return loss_l + loss_h, {"loss_l": loss_l, "loss_h": loss_h, "acc_l": m_l["acc"], "acc_h": m_h["acc"]}

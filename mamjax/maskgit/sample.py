@@ -13,7 +13,9 @@ from mamjax.maskgit import prior as prior_lib
 
 Array = jax.Array
 
-__all__ = ["sample_tokens", "sample_series"]
+__all__ = ["METHODS", "sample_tokens", "sample_series"]
+
+METHODS = ("naive", "ess", "ess_redraw")
 
 
 def sample_tokens(apply_l: Callable, apply_h: Callable, params: dict, key: jax.Array, *, codebook_l: Array,
@@ -22,7 +24,9 @@ def sample_tokens(apply_l: Callable, apply_h: Callable, params: dict, key: jax.A
                   temperature_l: float = 4.0, temperature_h: float = 4.0, guidance_scale: float = 1.0,
                   null_label: int | None = None, ma_rate: float = 0.3,
                   ess_per_sequence: bool = False, apply_loo_l: Callable | None = None) -> tuple[Array, Array]:
-    """Samples ``(codes_l [B, N_l], codes_h [B, N_h])``; ``method`` is ``"naive"`` or ``"ess"`` (low band).
+    """Samples ``(codes_l [B, N_l], codes_h [B, N_h])``; ``method`` (low band) is ``"naive"``, ``"ess"``
+    (critical resampling keeps the kept tokens) or ``"ess_redraw"`` (it redraws every token, as the official
+    code: see :mod:`mamjax.maskgit.ess`).
 
     ``apply_loo_l``: the low-band prior's leave-one-out apply (``nn.functional(prior, method="leave_one_out")``),
     the critic's cheaper exact forward pass; None = vmap of ``apply_l`` over the masked copies.
@@ -35,12 +39,13 @@ def sample_tokens(apply_l: Callable, apply_h: Callable, params: dict, key: jax.A
     if method == "naive":
         codes_l = decode(f_l, jnp.full((batch_size, len_l), MASK_ID, jnp.int32), jnp.zeros((batch_size, len_l), bool),
                          k_l, temperature=temperature_l, **common)
-    elif method == "ess":
+    elif method in ("ess", "ess_redraw"):
         loo = None if apply_loo_l is None else prior_lib.lf_leave_one_out_fn(apply_loo_l, params["lf"])
         codes_l = ess_decode(f_l, k_l, codebook_l, batch_size=batch_size, seq_len=len_l, temperature=temperature_l,
-                             ma_rate=ma_rate, per_sequence=ess_per_sequence, leave_one_out_fn=loo, **common)
+                             ma_rate=ma_rate, per_sequence=ess_per_sequence, leave_one_out_fn=loo,
+                             redraw_kept=method == "ess_redraw", **common)
     else:
-        raise ValueError(f"`method` must be one of ['ess', 'naive']; got {method!r}.")
+        raise ValueError(f"`method` must be one of {list(METHODS)}; got {method!r}.")
     f_h = prior_lib.hf_logits_fn(apply_h, params["hf"], codes_l, num_codes)
     codes_h = decode(f_h, jnp.full((batch_size, len_h), MASK_ID, jnp.int32), jnp.zeros((batch_size, len_h), bool),
                      k_h, temperature=temperature_h, **common)
