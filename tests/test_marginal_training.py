@@ -105,3 +105,16 @@ def test_energy_based_training_on_3x3_ising_reaches_small_kl():
     print("ising EB: KL =", kl, "f(empty) =", float(mm.log_normalizer(marg_apply, mp, d)))
     assert kl < 0.1, kl
     assert abs(float(mm.log_normalizer(marg_apply, mp, d))) < 0.1
+
+
+def test_batched_evaluation_shows_a_bar_and_keeps_the_numbers(monkeypatch, capsys):
+    from mamjax.marginal import experiment
+
+    x = np.arange(10.0)
+    monkeypatch.delenv("CI", raising=False)
+    out = experiment._batched(lambda a: a * 2, x, batch_size=3, desc="eval nll")
+    np.testing.assert_array_equal(out, x * 2)
+    assert "eval nll" in capsys.readouterr().err
+    monkeypatch.setenv("CI", "1")
+    np.testing.assert_array_equal(experiment._batched(lambda a: a * 2, x, batch_size=3, desc="eval nll"), x * 2)
+    assert "eval nll" not in capsys.readouterr().err
