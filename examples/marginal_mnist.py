@@ -2,6 +2,8 @@
 
     python examples/marginal_mnist.py --workdir runs/mam_mnist                   # a few minutes on a 2-core CPU
     python examples/marginal_mnist.py --config configs/marginal_mnist.py:quick   # ~1 minute smoke run
+    python examples/marginal_mnist.py --config configs/marginal_mnist.py:unet_cpu   # the paper's U-Net, CPU size
+    python examples/marginal_mnist.py --config configs/marginal_mnist.py:mnist_unet --num_devices 8   # paper (accelerators)
     python examples/marginal_mnist.py --config.resolution=28 --config.width=1024 --config.depth=3 \
         --config.arm_steps=20000 --config.mam_steps=20000 --config.eval.num_test=10000   # larger (accelerator)
 
@@ -12,7 +14,9 @@ Gibbs chains re-sampled by p_phi. Then one network call scores any subset of pix
 where the AO-ARM needs D calls.
 
 Settings come from ``configs/marginal_mnist.py`` (see its docstring; ``--config.KEY=VALUE``
-overrides). Default: 14x14 statically binarized MNIST (D = 196), ResidualMLP backbones.
+overrides). Default: 14x14 statically binarized MNIST (D = 196), ResidualMLP backbones; ``mnist_unet``
+and ``unet_cpu`` use the paper's ARDM U-Net (:func:`mamjax.marginal.unet.make_unet_nets`: one trunk,
+stage 2 trains only the marginal head).
 Killed and restarted with the same command, each stage resumes from its last Orbax
 checkpoint in ``--workdir`` (default ``runs/marginal_mnist``). Data-parallel over all devices
 (``--num_devices``). Writes ``samples.png``, ``completions.png``, ``scatter.png`` (MaM vs
@@ -38,6 +42,24 @@ def _nll_rows(nll: dict, ensemble: int):
         yield f"| {name} | {nll[k + '_nats']:.2f}{flag} | {nll[k + '_bpd']:.4f}{flag} | {paper} |"
 
 
+def _make_nets(config, key, side: int):
+    """The two networks: the paper's U-Net pair (shared trunk, marginal head) or two ``make_nets`` backbones."""
+    from mamjax.marginal import experiment, unet
+
+    if config.backbone == "unet":
+        u = config.unet
+        return unet.make_unet_nets(key, side, 2, ch=u.ch, num_res_blocks=u.num_res_blocks, marg_hidden=u.marg_hidden)
+    return experiment.make_nets(key, side * side, 2, backbone=config.backbone, width=config.width,
+                                depth=config.depth, num_heads=config.num_heads)
+
+
+def _describe(config) -> str:
+    if config.backbone == "unet":
+        u = config.unet
+        return f"U-Net {u.ch} ch, {u.num_res_blocks} res blocks, marginal MLP {u.marg_hidden}"
+    return f"{config.backbone} width {config.width} depth {config.depth}"
+
+
 def main(argv=None):
     args, config = cli.parse(argv, example="marginal_mnist", description=__doc__)
     import jax
@@ -46,7 +68,7 @@ def main(argv=None):
 
     from mamjax import train
     from mamjax.data import BatchStream, dynamic_binarize
-    from mamjax.marginal import experiment, sampling
+    from mamjax.marginal import experiment, sampling, unet
 
     mesh = cli.make_mesh(args.num_devices)
     mam_batch = config.mam_batch_size or config.batch_size
@@ -61,8 +83,7 @@ def main(argv=None):
     d = side * side
     key = jax.random.key(config.seed)
     k_init, k_arm, k_mam, k_eval = jax.random.split(key, 4)
-    nets = experiment.make_nets(k_init, d, 2, backbone=config.backbone, width=config.width, depth=config.depth,
-                                num_heads=config.num_heads)
+    nets = _make_nets(config, k_init, side)
     transform = None
     if config.binarization == "dynamic":
         def transform(batch, k):
@@ -80,7 +101,8 @@ def main(argv=None):
 
     # Stage 2: MaM distillation (conditional frozen), chains started from a data batch.
     init_chains = stream2(0)[:mam_batch] if config.chain_weight > 0 else None
-    step2, state2 = experiment.mam_stage(nets, state.params, init_chains, lr=config.mam_lr or config.lr,
+    stage1_params = unet.tie_shared(state.params) if config.backbone == "unet" else state.params
+    step2, state2 = experiment.mam_stage(nets, stage1_params, init_chains, lr=config.mam_lr or config.lr,
                                          chain_weight=config.chain_weight, gibbs_steps=config.gibbs_steps,
                                          clip=config.clip)
     state2, _ = train.fit(step2, state2, stream2, num_steps=config.mam_steps, key=k_mam, workdir=sub("mam"),
@@ -100,8 +122,8 @@ def main(argv=None):
     timing = experiment.time_queries(nets, params, q_x, q_mask, min_time=0.5)
     t_total = time.perf_counter() - t_start
 
-    print(f"\n## MaM on {side}x{side} {config.binarization}-binarized MNIST (D = {d}), {config.backbone} "
-          f"width {config.width} depth {config.depth}; {config.arm_steps} AO-ARM + {config.mam_steps} MaM steps at "
+    print(f"\n## MaM on {side}x{side} {config.binarization}-binarized MNIST (D = {d}), {_describe(config)}; "
+          f"{config.arm_steps} AO-ARM + {config.mam_steps} MaM steps at "
           f"batch {config.batch_size}\n")
     print("| model | test NLL (nats) | bits/dim | paper (bpd) |\n|---|---|---|---|")
     print("\n".join(_nll_rows(nll, ev.ensemble)))

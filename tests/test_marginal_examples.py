@@ -24,7 +24,8 @@ def _example(name):
 
 @pytest.mark.parametrize("spec", ["marginal_ising", "marginal_ising:ising30", "marginal_ising:layernorm,cpu",
                                   "marginal_ising:quick", "marginal_mnist", "marginal_mnist:quick",
-                                  "marginal_mnist:paper_optim"])
+                                  "marginal_mnist:paper_optim", "marginal_mnist:mnist_unet",
+                                  "marginal_mnist:unet_cpu", "marginal_mnist:unet_cpu,quick"])
 def test_every_variant_loads(spec):
     c = cli.load_config(spec)
     assert c.steps > 0 if "ising" in spec else c.arm_steps > 0
@@ -65,6 +66,20 @@ def test_mnist_example_tiny_run(tmp_path):
     with open(os.path.join(wd, "results.json")) as f:
         res = json.load(f)
     assert res["paper_agreement"]["num_censored"] == [6, 25, 44]  # 100/400/700 of 784, scaled to 49
+    assert set(res["paper_agreement"]) >= {"mam", "ao_arm_s", "size_only", "censor_count"}
+
+
+@pytest.mark.slow  # ~1-2 min of CPU: U-Net compilations of training, chain rule, completions
+def test_mnist_example_unet_cpu_tiny_run(tmp_path):
+    wd = str(tmp_path / "wd")
+    _example("marginal_mnist").main([
+        "--workdir", wd, "--config", os.path.join(ROOT, "configs", "marginal_mnist.py") + ":unet_cpu",
+        "--config.resolution=7", "--config.arm_steps=3", "--config.mam_steps=3", "--config.batch_size=4",
+        "--config.eval.num_test=4", "--config.eval.num_subsets=4", "--config.eval.agreement_images=3",
+        "--config.eval.ensemble=2"])
+    with open(os.path.join(wd, "results.json")) as f:
+        res = json.load(f)
+    assert res["config"]["backbone"] == "unet" and np.isfinite(res["ao_arm_e_nats"])
     assert set(res["paper_agreement"]) >= {"mam", "ao_arm_s", "size_only", "censor_count"}
 
 

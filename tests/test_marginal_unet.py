@@ -1,5 +1,7 @@
 """The ARDM U-Net with the marginal head: shapes, the |S| time embedding, masking, and one train step of
-each stage (stage 2 moves only the marginal parameters); the paper-sized network takes one step (slow)."""
+each stage (stage 2 moves only the marginal parameters); the ``unet_cpu`` config trains a few steps of both
+stages through ``experiment.arm_stage`` / ``mam_stage``; the paper-sized ``mnist_unet`` config takes one
+data-parallel train step per stage at a tiny batch (slow)."""
 
 import functools
 
@@ -9,7 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from mamjax.marginal import arm, losses, unet
+from mamjax import cli, train
+from mamjax.marginal import arm, experiment, losses, unet
 
 
 def _stage_step(cond_apply, marg_apply, params, x, stage: int):
@@ -51,6 +54,85 @@ def test_small_unet_shapes_masking_and_stage_split():
     assert _moved(p2["marginal"], p1["marginal"]) and not _moved(p2["shared"], p1["shared"])
     emb = unet.timestep_embedding(jnp.array([0, 5]), 8)
     assert emb.shape == (2, 8) and not np.allclose(emb[0], emb[1])
+
+
+def _config_nets(variant: str, key=jax.random.key(0)):
+    c = cli.load_config(f"marginal_mnist:{variant}")
+    assert c.backbone == "unet"
+    return c, unet.make_unet_nets(key, c.resolution, 2, ch=c.unet.ch, num_res_blocks=c.unet.num_res_blocks,
+                                  marg_hidden=c.unet.marg_hidden)
+
+
+def _x(batch, d, seed=1):
+    return jax.random.bernoulli(jax.random.key(seed), 0.4, (batch, d)).astype(jnp.int32)
+
+
+def test_unet_cpu_config_trains_stage_1():
+    c, nets = _config_nets("unet_cpu")
+    x = _x(4, nets.num_dims)
+    before = jax.tree.map(jnp.copy, nets.params)
+    step, state = experiment.arm_stage(nets, lr=c.lr, clip=c.clip)
+    losses_ = []
+    for i in range(2):
+        state, m = step(state, x, jax.random.key(10 + i))
+        losses_.append(float(m["loss"]))
+    assert np.all(np.isfinite(losses_))
+    assert _moved(state.params["conditional"], before["conditional"])
+    assert not _moved(state.params["marginal"], before["marginal"])
+
+
+@pytest.mark.slow  # ~30 s of CPU, most of it compiling
+def test_unet_cpu_config_stage_2_moves_only_the_marginal_head():
+    c, nets = _config_nets("unet_cpu")
+    x = _x(4, nets.num_dims)
+    p = jax.tree.map(lambda v: v + 0.01, nets.params)  # a "trained" trunk that differs from the copy
+    tied = unet.tie_shared(p)
+    for a, b in zip(jax.tree.leaves(tied["marginal"]["shared"]), jax.tree.leaves(p["conditional"])):
+        np.testing.assert_array_equal(a, b)
+    step, state = experiment.mam_stage(nets, tied, None, lr=c.lr, clip=c.clip)
+    before = jax.tree.map(jnp.copy, state.params)
+    for i in range(2):
+        state, m = step(state, x, jax.random.key(20 + i))
+        assert np.isfinite(float(m["loss"]))
+    assert _moved(state.params["marginal"]["head"], before["marginal"]["head"])
+    assert not _moved(state.params["marginal"]["shared"], before["marginal"]["shared"])  # stop_gradient
+    assert not _moved(state.params["conditional"], before["conditional"])
+    # The conditional logits are finite and hidden pixels are never read.
+    mask = jnp.arange(nets.num_dims)[None] < jnp.array([[0], [50], [100], [196]])
+    cond = jax.jit(nets.cond_apply)
+    logits = cond(state.params["conditional"], x, mask)
+    assert logits.shape == (4, 196, 2) and np.all(np.isfinite(logits))
+    np.testing.assert_allclose(cond(state.params["conditional"], jnp.where(mask, x, 1 - x), mask), logits,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_unet_configs_match_the_official_settings():
+    c = cli.load_config("marginal_mnist:mnist_unet")
+    assert (c.resolution, c.unet.ch, c.unet.num_res_blocks, c.unet.marg_hidden) == (28, 256, 4, 4096)
+    assert (c.batch_size, c.mam_batch_size, c.lr, c.clip, c.gibbs_steps) == (24, 32, 1e-4, 100.0, 4)
+    assert (c.arm_steps, c.mam_steps) == (3001 * 2500, 200 * 1875)
+    with pytest.raises(ValueError, match="side"):
+        unet.make_unet_nets(jax.random.key(0), 0)
+
+
+@pytest.mark.slow  # paper size: ~200 GFLOP per step at batch 2 plus minutes of compilation on CPU
+def test_mnist_unet_config_takes_one_sharded_step_of_each_stage():
+    c, nets = _config_nets("mnist_unet")
+    mesh = cli.make_mesh(None)
+    batch = 2 * mesh.devices.size  # tiny; the paper's is 24 / 32
+    x = np.asarray(_x(batch, 784))
+    stream = lambda i: x
+    step, state = experiment.arm_stage(nets, lr=c.lr, clip=c.clip)
+    state, _ = train.fit(step, state, stream, num_steps=1, key=jax.random.key(1), mesh=mesh, progress=False)
+    assert int(state.step) == 1
+    step2, state2 = experiment.mam_stage(nets, unet.tie_shared(state.params), x, lr=c.lr, clip=c.clip,
+                                         gibbs_steps=c.gibbs_steps, chain_weight=c.chain_weight)
+    state2, _ = train.fit(step2, state2, stream, num_steps=1, key=jax.random.key(2), mesh=mesh, progress=False)
+    assert state2.model_state.shape == (batch, 784)
+    head = state2.params["marginal"]["head"]
+    assert head["mlp"]["layers"][0]["kernel"].shape == (784, 4096)
+    out = jax.jit(nets.marg_apply)(state2.params["marginal"], jnp.asarray(x), jnp.ones((batch, 784), bool))
+    assert out.shape == (batch,) and np.all(np.isfinite(out))
 
 
 @pytest.mark.slow

@@ -16,6 +16,12 @@ parameters, reading the same skips), a 3x3 conv to one channel, and an MLP
 784 -> 4096 -> 4096 -> 1 (GELU). Stage 2 trains only the marginal parameters: the params tree
 splits into ``"shared"`` (encoder, middle, conditional decoder) and ``"marginal"`` (the duplicate
 decoder and the MLP), see :func:`make_unet_pair`.
+
+For the two-stage recipe of :mod:`mamjax.marginal.experiment` (whose networks each take their own
+params), :func:`make_unet_nets` builds the U-Net as :class:`~mamjax.marginal.experiment.Nets`: the
+conditional network reads the shared trunk, the marginal network a frozen copy of it (under
+``stop_gradient``) plus its own head; :func:`tie_shared` copies the trained trunk into the marginal
+network's params between the stages.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from mamjax import nn as nn_lib
 Array = jax.Array
 PRNGKey = jax.Array
 
-__all__ = ["UNet", "make_unet_pair", "timestep_embedding"]
+__all__ = ["UNetTrunk", "MarginalHead", "make_unet_pair", "make_unet_nets", "tie_shared", "timestep_embedding"]
 
 
 def timestep_embedding(t: Array, dim: int, max_positions: float = 10000.0) -> Array:
@@ -93,16 +99,16 @@ class _Decoder(nnx.Module):
         return self.conv(jax.nn.silu(self.norm(h)))
 
 
-class UNet(nnx.Module):
-    """ARDM U-Net with a conditional decoder and the marginal head.
+class UNetTrunk(nnx.Module):
+    """Encoder, middle block and conditional decoder of the ARDM U-Net (the paper's stage-1 network).
 
-    Call: ``(x [B, D] int, mask [B, D] bool) -> (logits [B, D, K], log_marginal [B])`` with
-    ``D = side * side``.
+    Call: ``(x [B, D] int, mask [B, D] bool) -> logits [B, D, K]`` with ``D = side * side``;
+    :meth:`encode` returns what the marginal head reads.
     """
 
     def __init__(self, side: int = 28, num_classes: int = 2, ch: int = 256, num_res_blocks: int = 4,
-                 marg_hidden: int = 4096, max_time: float = 1000.0, *, rngs: nnx.Rngs):
-        if ch % 32 or ch % 4:
+                 max_time: float = 1000.0, *, rngs: nnx.Rngs):
+        if ch % 32:
             raise ValueError(f"`ch` must be a multiple of 32 (GroupNorm groups); got {ch!r}.")
         self.side, self.num_classes, self.ch, self.max_time = side, num_classes, ch, max_time
         temb_dim = 4 * ch
@@ -114,10 +120,9 @@ class UNet(nnx.Module):
         self.mid = nnx.List([_ResBlock(ch, ch, temb_dim, rngs), _ResBlock(ch, ch, temb_dim, rngs)])
         self.mid_attn = _Attention(ch, rngs)
         self.cond_decoder = _Decoder(ch, num_res_blocks, temb_dim, num_classes, rngs)
-        self.marg_decoder = _Decoder(ch, num_res_blocks, temb_dim, 1, rngs)
-        self.marg_mlp = nn_lib.MLP(side * side, [marg_hidden, marg_hidden], 1, activation="gelu", rngs=rngs)
 
-    def __call__(self, x: Array, mask: Array) -> tuple[Array, Array]:
+    def encode(self, x: Array, mask: Array) -> tuple[Array, list, Array]:
+        """``(h [B, s, s, ch], skips, temb [B, 4 ch])``: the middle block's output, the skips, the |S| embedding."""
         b, d = x.shape
         s = self.side
         if d != s * s:
@@ -133,9 +138,41 @@ class UNet(nnx.Module):
             h = attn(res(h, temb))
             skips.append(h)
         h = self.mid[1](self.mid_attn(self.mid[0](h, temb)), temb)
-        logits = self.cond_decoder(h, skips, temb).reshape(b, d, self.num_classes)
-        marg = self.marg_mlp(self.marg_decoder(h, skips, temb).reshape(b, d))[:, 0]
-        return logits, marg
+        return h, skips, temb
+
+    def __call__(self, x: Array, mask: Array) -> Array:
+        h, skips, temb = self.encode(x, mask)
+        return self.cond_decoder(h, skips, temb).reshape(*x.shape, self.num_classes)
+
+
+class MarginalHead(nnx.Module):
+    """The paper's marginal head: a duplicate decoder path to one channel, then MLP D -> H -> H -> 1 (GELU)."""
+
+    def __init__(self, side: int = 28, ch: int = 256, num_res_blocks: int = 4, marg_hidden: int = 4096, *,
+                 rngs: nnx.Rngs):
+        self.decoder = _Decoder(ch, num_res_blocks, 4 * ch, 1, rngs)
+        self.mlp = nn_lib.MLP(side * side, [marg_hidden, marg_hidden], 1, activation="gelu", rngs=rngs)
+
+    def __call__(self, h: Array, skips: list, temb: Array) -> Array:
+        return self.mlp(self.decoder(h, skips, temb).reshape(h.shape[0], -1))[:, 0]
+
+
+def _build(key: PRNGKey, side: int, num_classes: int, ch: int, num_res_blocks: int, marg_hidden: int):
+    if not isinstance(side, int) or side < 1:
+        raise ValueError(f"`side` must be a positive int; got {side!r}.")
+    if not isinstance(num_res_blocks, int) or num_res_blocks < 1:
+        raise ValueError(f"`num_res_blocks` must be a positive int; got {num_res_blocks!r}.")
+    k_t, k_h = jax.random.split(key)
+    trunk_def, trunk = nnx.split(UNetTrunk(side, num_classes, ch, num_res_blocks, rngs=nnx.Rngs(params=k_t)))
+    head_def, head = nnx.split(MarginalHead(side, ch, num_res_blocks, marg_hidden, rngs=nnx.Rngs(params=k_h)))
+
+    def cond_apply(shared, x, mask):
+        return nnx.merge(trunk_def, shared)(x, mask)
+
+    def marg_from(shared, head_params, x, mask):
+        return nnx.merge(head_def, head_params)(*nnx.merge(trunk_def, shared).encode(x, mask))
+
+    return cond_apply, marg_from, trunk, head
 
 
 def make_unet_pair(key: PRNGKey, side: int = 28, num_classes: int = 2, *, ch: int = 256, num_res_blocks: int = 4,
@@ -144,25 +181,44 @@ def make_unet_pair(key: PRNGKey, side: int = 28, num_classes: int = 2, *, ch: in
 
     Returns:
       ``(cond_apply, marg_apply, params)`` with ``params = {"shared": ..., "marginal": ...}``;
-      ``cond_apply(params, x [B, D], mask [B, D]) -> [B, D, K]`` reads ``params["shared"]`` (under
-      ``jit`` the unused marginal head is pruned) and ``marg_apply(params, x, mask) -> [B]`` reads
-      both. Stage 1 trains ``"shared"``; stage 2 trains ``"marginal"`` only (freeze ``"shared"``
-      with ``optax.multi_transform``), as the paper.
+      ``cond_apply(params, x [B, D], mask [B, D]) -> [B, D, K]`` reads ``params["shared"]`` and
+      ``marg_apply(params, x, mask) -> [B]`` reads both. Stage 1 trains ``"shared"``; stage 2 trains
+      ``"marginal"`` only (freeze ``"shared"`` with ``optax.multi_transform``), as the paper.
     """
-    module = UNet(side, num_classes, ch, num_res_blocks, marg_hidden, rngs=nnx.Rngs(params=key))
-    graphdef, state = nnx.split(module)
-    is_marg = lambda path: path[0] in ("marg_decoder", "marg_mlp")
-    flat = nnx.to_flat_state(state)
-    shared = nnx.from_flat_state([(p, v) for p, v in flat if not is_marg(p)])
-    marginal = nnx.from_flat_state([(p, v) for p, v in flat if is_marg(p)])
-
-    def full(params):
-        return nnx.merge(graphdef, params["shared"], params["marginal"])
+    cond, marg_from, trunk, head = _build(key, side, num_classes, ch, num_res_blocks, marg_hidden)
 
     def cond_apply(params, x, mask):
-        return full(params)(x, mask)[0]
+        return cond(params["shared"], x, mask)
 
     def marg_apply(params, x, mask):
-        return full(params)(x, mask)[1]
+        return marg_from(params["shared"], params["marginal"], x, mask)
 
-    return cond_apply, marg_apply, {"shared": shared, "marginal": marginal}
+    return cond_apply, marg_apply, {"shared": trunk, "marginal": head}
+
+
+def make_unet_nets(key: PRNGKey, side: int = 28, num_classes: int = 2, *, ch: int = 256, num_res_blocks: int = 4,
+                   marg_hidden: int = 4096):
+    """The U-Net pair as :class:`mamjax.marginal.experiment.Nets` for ``arm_stage`` / ``mam_stage``.
+
+    ``params = {"conditional": trunk, "marginal": {"shared": trunk copy, "head": head}}``. The
+    marginal network reads its trunk copy under ``stop_gradient``, so stage 2 (which trains
+    ``params["marginal"]``) moves only the head, as the paper's stage 2 trains only the ``marg*``
+    parameters; call :func:`tie_shared` after stage 1 so that the copy is the trained trunk.
+    """
+    from mamjax.marginal.experiment import Nets  # experiment does not import this module: no cycle
+
+    cond, marg_from, trunk, head = _build(key, side, num_classes, ch, num_res_blocks, marg_hidden)
+
+    def marg_apply(mp, x, mask):
+        return marg_from(jax.lax.stop_gradient(mp["shared"]), mp["head"], x, mask)
+
+    marg_apply.num_classes = num_classes  # read by log_marginal's eager value check
+    copy = jax.tree.map(jnp.copy, trunk)
+    return Nets(marg_apply, cond, {"conditional": trunk, "marginal": {"shared": copy, "head": head}}, side * side,
+                num_classes)
+
+
+def tie_shared(params: dict) -> dict:
+    """``params`` of :func:`make_unet_nets` with the marginal network's trunk set to (a copy of) the conditional's."""
+    marg = dict(params["marginal"], shared=jax.tree.map(jnp.copy, params["conditional"]))
+    return dict(params, marginal=marg)
