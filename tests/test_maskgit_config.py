@@ -21,6 +21,9 @@ def test_variants_load_and_unknown_variant_is_refused():
         assert c.dataset == "GunPoint" and c.eval.num_decode_steps == 10
     off = cli.load_config("maskgit_ucr:official")
     assert (off.prior.dim, off.prior.depth, off.prior.num_heads, off.tokenizer.code_dim) == (256, 4, 2, 64)
+    # the official protocol: the loss on every token, critical resampling redrawing every token
+    assert off.prior.loss_positions == "all" and tuple(off.eval.methods) == ("naive", "ess_redraw")
+    assert cli.load_config("maskgit_ucr").prior.loss_positions == "hidden"
     with pytest.raises(cli.ConfigError, match="variant"):
         cli.load_config("maskgit_ucr:huge")
 
