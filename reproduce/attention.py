@@ -75,6 +75,9 @@ def parse_args(argv=None):
     p.add_argument("--variance-keys", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--results-dir", default=None)
+    p.add_argument("--reuse", action="store_true",
+                   help="keep the runs of <workdir>/runs.json with the same method, seed, dataset, updates and test "
+                        "set instead of training them again (a long reproduction split over several invocations)")
     p.add_argument("--dataset", choices=("translated", "cluttered"), default="translated",
                    help="cluttered: RAM's 60x60 cluttered translated MNIST (4 pieces of 8x8 clutter); "
                         "writes results/attention_cluttered.json")
@@ -105,7 +108,23 @@ def gradient_variance(ram, params, batch, key, *, num_keys: int, num_samples: in
             for name in blocks}
 
 
+def protocol(args) -> dict:
+    """What a stored run must share with this invocation to be reused (``--reuse``)."""
+    return {k: getattr(args, k) for k in ("dataset", "updates", "eval_every", "num_train", "num_test",
+                                          "eval_samples", "variance_keys", "batch_size")}
+
+
+def reusable_runs(args) -> dict:
+    """``(method, seed) -> run`` from ``<workdir>/runs.json`` recorded under the same protocol."""
+    path = os.path.join(args.workdir, "runs.json")
+    if not (args.reuse and os.path.exists(path)):
+        return {}
+    with open(path) as f:
+        return {(r["method"], r["seed"]): r for r in json.load(f) if r.get("protocol") == protocol(args)}
+
+
 def run_one(name: str, seed: int, args, tr, te, cfg) -> dict:
+    t_start = time.time()
     spec = dict(METHODS[name])
     ram, params, loss_fn = training.make_method(spec.pop("method"), cfg, jax.random.key(seed), **spec)
     opt = optax.adam(1e-3)
@@ -114,7 +133,7 @@ def run_one(name: str, seed: int, args, tr, te, cfg) -> dict:
     stream = BatchStream({"image": tr["image"], "label": tr["label"]}, args.batch_size, seed=seed)
     train_key, eval_key = jax.random.key(1000 + seed), jax.random.key(2000 + seed)
     var_batch = {"image": jnp.asarray(te["image"][:16]), "label": jnp.asarray(te["label"][:16])}
-    out = {"method": name, "seed": seed, "variance": {}}
+    out = {"method": name, "seed": seed, "variance": {}, "protocol": protocol(args)}
     if name == "wsram_q_cv":
         out["variance"]["init"] = gradient_variance(ram, state.params, var_batch, jax.random.key(3000 + seed),
                                                     num_keys=args.variance_keys, num_samples=5)
@@ -146,6 +165,7 @@ def run_one(name: str, seed: int, args, tr, te, cfg) -> dict:
     if name == "wsram_q_cv":
         out["variance"]["final"] = gradient_variance(ram, state.params, var_batch, jax.random.key(4000 + seed),
                                                      num_keys=args.variance_keys, num_samples=5)
+    out["wall_s"] = time.time() - t_start  # compilation, training, evaluation and variance measurement
     return out
 
 
@@ -225,6 +245,8 @@ def summarize(runs: list[dict], args, seeds, wall: float, complete: bool) -> dic
     ]
     if not complete:
         notes.insert(0, "PARTIAL: the run was still going when this file was written.")
+    if all("wall_s" in r for r in runs):  # runs reused from earlier invocations carry their own wall time
+        wall = sum(r["wall_s"] for r in runs)
     budget = (f"{args.updates} updates per run, {len(set(r['method'] for r in runs))} methods x {len(seeds)} seeds, "
               f"{wall / 60:.0f} min wall in all")
     return dict(tables=tables, notes=notes, budget=budget, ref_err=ref_err)
@@ -263,12 +285,14 @@ def main(argv=None):
     tr = att_data.load(args.dataset, "train", num_examples=args.num_train)
     te = att_data.load(args.dataset, "test", num_examples=args.num_test)
     result_name = "attention" if args.dataset == "translated" else "attention_cluttered"
-    runs = []
+    done, runs = reusable_runs(args), []
     command = "flock /tmp/mamjax_heavy.lock python -m reproduce.attention" + (
         "".join(" " + a for a in (sys.argv[1:] if argv is None else argv)))
     for seed in seeds:
         for name in methods:
-            runs.append(run_one(name, seed, args, tr, te, cfg))
+            if (name, seed) in done:
+                print(f"  {name} seed {seed}: reused from {args.workdir}/runs.json", flush=True)
+            runs.append(done.get((name, seed)) or run_one(name, seed, args, tr, te, cfg))
             complete = seed == seeds[-1] and name == methods[-1]
             s = summarize(runs, args, seeds, time.time() - t0, complete)
             with open(os.path.join(args.workdir, "runs.json"), "w") as f:

@@ -47,6 +47,32 @@ def test_glimpse_equals_numpy_crop_batched(patch, num_scales):
                                        rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("patch,num_scales", [(2, 3), (3, 2)])
+def test_batched_sensors_equal_the_numpy_crop(patch, num_scales):
+    """extract_glimpses (padded once, traced centres) and grid_glimpses (pooling matmuls) vs the reference."""
+    rng = np.random.default_rng(1)
+    b, size = 3, 13
+    images = rng.random((b, size, size)).astype(np.float32)
+    idx = np.array([0, 2, 2, 1, 0], np.int32)
+    centres = np.array([[0, 0], [12, 12], [0, 12], [6, 3], [11, 1]], np.int32)
+    padded = glimpse.pad_images(jnp.asarray(images), patch=patch, num_scales=num_scales)
+    got = np.asarray(jax.jit(lambda p, i, c: glimpse.extract_glimpses(p, i, c, patch=patch, num_scales=num_scales))(
+        padded, jnp.asarray(idx), jnp.asarray(centres)))
+    assert got.shape == (5, num_scales, patch, patch)
+    for n in range(5):
+        np.testing.assert_allclose(got[n], numpy_glimpse(images[idx[n]], centres[n], patch, num_scales), atol=1e-6)
+    grid = glimpse.location_grid(size, 4)
+    table = np.asarray(glimpse.grid_glimpses(jnp.asarray(images), np.unique(grid[:, 0]), patch=patch,
+                                             num_scales=num_scales))
+    assert table.shape == (b, 16, num_scales, patch, patch)
+    for i in range(b):
+        for a in range(16):
+            np.testing.assert_allclose(table[i, a], numpy_glimpse(images[i], grid[a], patch, num_scales), atol=1e-6)
+    with pytest.raises(ValueError, match="centres"):
+        glimpse.extract_glimpses(padded, jnp.zeros(5, jnp.int32), jnp.zeros((4, 2), jnp.int32), patch=patch,
+                                 num_scales=num_scales)
+
+
 def test_location_grid_and_normalization():
     g = glimpse.location_grid(60, 6)
     assert g.shape == (36, 2)

@@ -23,7 +23,11 @@ trajectories lie on one leading axis through a single ``lax.scan`` over the T gl
 the proposal's image context is computed once per image, and on the grid the glimpse
 features of all ``G`` locations are computed once per image and gathered (they depend only
 on the image and the location), so the per-trajectory work is the recurrent core and
-the heads. ``params`` is a dict ``{"model": ..., "proposal": ...?, "baseline": ...?,
+the heads. Glimpses come from the batched sensors of :mod:`mamjax.attention.glimpse`
+(the grid's through pooling matmuls, traced centres through one windowed gather of a batch
+padded once), which give the reference sensor's numbers.
+
+``params`` is a dict ``{"model": ..., "proposal": ...?, "baseline": ...?,
 "prior_baseline": ...?}`` of NNX parameter states; without a ``"proposal"`` entry the
 proposal *is* the prior (``q = p(a | x)``, shared parameters).
 """
@@ -41,6 +45,7 @@ import numpy as np
 from flax import nnx
 from jax.scipy.special import logsumexp
 
+from mamjax import progress as progress_lib
 from mamjax.attention import glimpse as glimpse_lib
 from mamjax.attention.proposal import Proposal
 
@@ -333,14 +338,16 @@ def rollout_batch(ram: RAM, params: dict, images: Array, labels: Array, key: Arr
         locs = jnp.asarray(glimpse_lib.normalized_locations(grid_np, c.image_size), images.dtype)
         use_table = k_ > 1 if feature_table is None else bool(feature_table)
         if use_table:
-            glimpse_all = jax.vmap(jax.vmap(
-                lambda im, ce: glimpse_lib.extract_glimpse(im, ce, patch=c.patch, num_scales=c.num_scales),
-                in_axes=(None, 0)), in_axes=(0, None))(images, centres)       # [B, G, S, p, p]
+            glimpse_all = glimpse_lib.grid_glimpses(images, np.unique(grid_np[:, 0]), patch=c.patch,
+                                                    num_scales=c.num_scales)   # [B, G, S, p, p]
             table = model.features(glimpse_all, locs[None])                    # [B, G, hidden]
     elif feature_table:
         raise ValueError("`feature_table` needs grid locations (RAMConfig.locations='grid').")
-    extract = jax.vmap(lambda i, ce: glimpse_lib.extract_glimpse(images[i], ce, patch=c.patch,
-                                                                 num_scales=c.num_scales))
+    if not (grid and use_table):
+        padded = glimpse_lib.pad_images(images, patch=c.patch, num_scales=c.num_scales)  # once, not per glimpse
+
+    def extract(ce):
+        return glimpse_lib.extract_glimpses(padded, img_idx, ce, patch=c.patch, num_scales=c.num_scales)
 
     def step(carry, inp):
         k, a_given = inp
@@ -358,7 +365,7 @@ def rollout_batch(ram: RAM, params: dict, images: Array, labels: Array, key: Arr
             if use_table:
                 g = table[img_idx, a]
             else:
-                g = model.features(extract(img_idx, centres[a]), locs[a])
+                g = model.features(extract(centres[a]), locs[a])
         else:
             mean_p = jnp.tanh(model.policy(h))
             mean_q = jnp.tanh(prop.logits(ctx, h)) if prop is not None else mean_p
@@ -371,7 +378,7 @@ def rollout_batch(ram: RAM, params: dict, images: Array, labels: Array, key: Arr
             log_q = _gaussian_log_prob(a, mean_q, c.location_std)
             expected = _gaussian_expected_log_p(sg(mean_q), mean_p, c.location_std)
             loc = jnp.clip(a, -1.0, 1.0)
-            g = model.features(extract(img_idx, pixel_centres(loc, c.image_size)), loc)
+            g = model.features(extract(pixel_centres(loc, c.image_size)), loc)
         zero = jnp.zeros(h.shape[:1], h.dtype)
         bl = base(sg(h)) if base is not None else zero
         pb = pbase(sg(h)) if pbase is not None else zero
@@ -480,7 +487,7 @@ def exact_posterior(ram: RAM, params: dict, image: Array, label: Array) -> tuple
 
 
 def error_rate(ram: RAM, params: dict, images, labels, key: Array, *, num_samples: int = 5,
-               batch_size: int = 500) -> float:
+               batch_size: int = 500, progress: bool | None = None) -> float:
     """Test error of :func:`predict` (argmax of the M-sample averaged predictive), in [0, 1].
 
     Args:
@@ -490,6 +497,8 @@ def error_rate(ram: RAM, params: dict, images, labels, key: Array, *, num_sample
       num_samples: M prior trajectories per image (default 5), their predictive
         probabilities averaged.
       batch_size: images per jitted call (the last partial batch is padded).
+      progress: a :func:`mamjax.progress.bar` over the batches (None: its default rule; the
+        bar is cleared when done).
 
     Returns:
       The fraction of misclassified images (python float).
@@ -503,7 +512,8 @@ def error_rate(ram: RAM, params: dict, images, labels, key: Array, *, num_sample
     n = len(images)
     fn = _predict_jit(ram, num_samples)
     wrong = 0
-    for i, start in enumerate(range(0, n, batch_size)):
+    starts = range(0, n, batch_size)
+    for i, start in enumerate(progress_lib.bar(starts, desc=f"test error (M={num_samples})", progress=progress)):
         x = images[start:start + batch_size]
         m = len(x)
         if m < batch_size:
