@@ -40,6 +40,7 @@ PRNGKey = jax.Array
 Params = Any
 CondApply = Callable[[Params, Array, Array], Array]
 BACKBONES = ("mlp", "official_mlp", "transformer")
+DEFAULT_MAX_ROWS = 4096  # network rows per call of the chain rule when no chunk size is given
 
 __all__ = [
     "make_conditional_net",
@@ -202,7 +203,8 @@ def arm_log_marginal(cond_apply: CondApply, params: Params, x: Array, mask: Arra
 
 
 def arm_log_marginal_ensemble(cond_apply: CondApply, params: Params, x: Array, mask: Array, key: PRNGKey,
-                              num_orderings: int = 1, chunk_size: int | None = None) -> Array:
+                              num_orderings: int = 1, chunk_size: int | None = None,
+                              max_rows: int = DEFAULT_MAX_ROWS) -> Array:
     """AO-ARM-S (``num_orderings=1``) or AO-ARM-E likelihood of a batch of partial observations.
 
     ``log p(x_S) ~= log (1/M) sum_m p_sigma_m(x_S)`` over M random orderings (a lower bound
@@ -216,8 +218,11 @@ def arm_log_marginal_ensemble(cond_apply: CondApply, params: Params, x: Array, m
       mask: ``[B, D] bool`` (all True for the full likelihood).
       key: PRNG key (orderings; a fresh one per example and per ensemble member).
       num_orderings: M.
-      chunk_size: examples evaluated together (bounds memory at ``chunk_size * D`` rows);
-        None for all at once.
+      chunk_size: examples evaluated together, in one network call of ``chunk_size * M * D`` rows (bounds
+        memory); None: as many as fit in ``max_rows`` rows (at least one example).
+      max_rows: the row budget of one call when ``chunk_size`` is None. One example per call (``M * D`` rows)
+        leaves a wide MLP's matrix products small and slow; a few thousand rows keep them efficient while the
+        activations stay in the tens of MB (measured in ``benchmarks/ising_bench.py``).
 
     Returns:
       ``[B]`` log-likelihoods in nats.
@@ -232,4 +237,10 @@ def arm_log_marginal_ensemble(cond_apply: CondApply, params: Params, x: Array, m
         lls = jax.vmap(arm_log_marginal, in_axes=(None, None, None, None, 0))(cond_apply, params, xi, mi, oi)
         return logsumexp(lls) - jnp.log(float(num_orderings))
 
+    if chunk_size is None:
+        chunk_size = max(1, int(max_rows) // (num_dims * num_orderings))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
+    if chunk_size >= batch:
+        return jax.vmap(one)((x, mask, orderings))
     return jax.lax.map(one, (x, mask, orderings), batch_size=chunk_size)
