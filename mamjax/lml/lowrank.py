@@ -87,10 +87,21 @@ def lowrank_mask_scores(xc: Array, masks: Array, w: Array, psi: Array) -> Array:
     """Per-mask MPT scores ``[N, S]``: ``1/M sum_{j hidden} log p(x_j | x_O)`` for centred ``xc [N, D]``."""
     k = w.shape[1]
     proj, g, const, num_hidden = _mask_terms(masks, w, psi)
-    y = jnp.einsum("nd,sed->nse", xc, proj[:, 1:])  # [N, S, 2K]: m = A xc, b = B xc
     q0 = (xc * xc) @ proj[:, 0].T  # [N, S]
-    m, b = y[..., :k], y[..., k:]
-    quad = q0 - 2.0 * jnp.sum(b * m, -1) + jnp.einsum("nsk,skl,nsl->ns", m, g, m)
+    if k > MAX_UNROLLED_LATENTS:
+        y = jnp.einsum("nd,sed->nse", xc, proj[:, 1:])  # [N, S, 2K]: m = A xc, b = B xc
+        m, b = y[..., :k], y[..., k:]
+        quad = q0 - 2.0 * jnp.sum(b * m, -1) + jnp.einsum("nsk,skl,nsl->ns", m, g, m)
+    else:
+        # One [N, S] product per projection row and [N, S] elementwise updates: XLA's CPU code for
+        # [N, S, 2K] intermediates with a minor axis of 2K (or batched [K, K] dots over S) was 4x
+        # slower (34 ms vs 8 ms at D = 50, 5 masks per size, N = 2000).
+        ys = [xc @ proj[:, 1 + i].T for i in range(2 * k)]  # m_i = (A xc)_i, then b_i = (B xc)_i
+        quad = q0
+        for i in range(k):
+            quad = quad - 2.0 * ys[k + i] * ys[i]
+            for j in range(k):
+                quad = quad + ys[i] * g[None, :, i, j] * ys[j]
     return (const[None] - 0.5 * quad) / num_hidden[None]
 
 
