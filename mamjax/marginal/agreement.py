@@ -47,14 +47,18 @@ PAPER_CENSOR_COUNTS = (100, 400, 700)  # of D = 784 (28x28 binarized MNIST)
 _PAPER_DIMS = 784
 
 
-def scaled_censor_counts(num_dims: int, counts: Sequence[int] = PAPER_CENSOR_COUNTS) -> tuple[int, ...]:
-    """The paper's censor counts at the same fractions of D (exactly the paper's at D = 784).
+def scaled_censor_counts(num_dims: int, counts: Sequence[int] = PAPER_CENSOR_COUNTS,
+                         paper_dims: int = _PAPER_DIMS) -> tuple[int, ...]:
+    """The paper's censor counts at the same fractions of D (exactly the paper's at D = ``paper_dims``).
 
-    E.g. D = 196 (14x14) gives (25, 100, 175).
+    E.g. D = 196 (14x14) gives (25, 100, 175); text8's (50, 100, 150, 200) of ``paper_dims`` = 250
+    characters become (6, 13, 19, 26) at 32.
     """
     if isinstance(num_dims, bool) or not isinstance(num_dims, (int, np.integer)) or num_dims < 2:
         raise ValueError(f"`num_dims` must be an int >= 2; got {num_dims!r}.")
-    return tuple(int(min(num_dims - 1, max(1, round(c * num_dims / _PAPER_DIMS)))) for c in counts)
+    if isinstance(paper_dims, bool) or not isinstance(paper_dims, (int, np.integer)) or paper_dims < 2:
+        raise ValueError(f"`paper_dims` must be an int >= 2; got {paper_dims!r}.")
+    return tuple(int(min(num_dims - 1, max(1, round(c * num_dims / paper_dims)))) for c in counts)
 
 
 def _check_counts(counts, num_dims: int) -> tuple[int, ...]:
