@@ -51,6 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--ising-bench", default=None,
                    help="JSON written by `benchmarks/ising_bench.py --json PATH` (the official-size timing table); "
                         "default: keep the one in the existing results, if any")
+    p.add_argument("--ising-probes", nargs="*", default=None,
+                   help="workdirs of single-seed `examples/marginal_ising.py` runs (their results.json) shown as a "
+                        "table of variants (width, steps, lr decay); default: keep the earlier results' probes")
     p.add_argument("--workdir", default="runs/reproduce_marginal")
     p.add_argument("--results-dir", default=None)
     return p.parse_args(argv)
@@ -119,8 +122,8 @@ def _ms(vals, digits=2):
     return common.mean_std(vals, digits)
 
 
-def build_tables(mnist: list[dict], ising: list[dict], speed: list[dict], seeds,
-                 bench: dict | None = None) -> tuple[list[dict], list[str]]:
+def build_tables(mnist: list[dict], ising: list[dict], speed: list[dict], seeds, bench: dict | None = None,
+                 probes: list[dict] | None = None) -> tuple[list[dict], list[str]]:
     tables = []
     if mnist:
         c = mnist[0]["config"]
@@ -181,6 +184,20 @@ def build_tables(mnist: list[dict], ising: list[dict], speed: list[dict], seeds,
             f"{c['width']} depth {c['depth']} (official: 2048), {c['steps']} steps x {c['num_chains']} chains "
             f"(official: 39,200 x 512), Adam {c['lr']:g}{' with cosine decay' if c.get('lr_decay') else ''}, no clip, "
             f"chains re-drawn every {c['redraw_every']} steps.", ["metric", "ours", "paper"], rows))
+    if probes:
+        prow = []
+        for r in probes:
+            c = r["config"]
+            last = [p for p in r.get("curve", []) if p.get("kl") is not None]
+            prow.append([f"{c['backbone']} width {c['width']}", c["num_chains"], c["steps"],
+                         f"{c['lr']:g}" + (", cosine decay" if c.get("lr_decay") else ""), f"{r['kl_arm']:.2f}",
+                         f"{r['kl_mam_plugin']:.2f}", f"{r['train_seconds']:.0f}",
+                         " ".join(f"{p['kl']:.2f}" for p in last[-4:])])
+        tables.append(common.table(
+            "6. Single-seed Ising 10x10 variants (seed 0, run one after another under the shared lock): does width or a "
+            "decaying learning rate lower the KL? Last column: the KL curve's last four points (every 250 steps).",
+            ["network", "chains", "steps", "Adam lr", "KL raster (nats)", "KL plug-in MaM (nats)",
+             "training s", "KL curve, last points"], prow))
     if bench:
         tables.append(common.table(
             f"5. The official Ising network at its size, against a PyTorch re-write of the official loop (benchmarks/"
@@ -254,7 +271,14 @@ def main(argv=None) -> int:
             bench = json.load(f)
     else:
         bench = pdata.get("ising_bench")
-    tables, notes = build_tables(mnist, ising, speed, args.seeds, bench)
+    if args.ising_probes is not None:
+        probes = []
+        for wd in args.ising_probes:
+            with open(os.path.join(wd, "results.json")) as f:
+                probes.append({k: v for k, v in json.load(f).items() if k not in ("samples",)})
+    else:
+        probes = pdata.get("ising_probes", [])
+    tables, notes = build_tables(mnist, ising, speed, args.seeds, bench, probes)
     if reused:
         notes.append(f"Parts {', '.join(reused)} were not re-run: taken from the earlier run of "
                      f"{prev.get('date')} (git {prev.get('git_revision')}), whose budget line was: {prev.get('budget')}")
@@ -268,6 +292,7 @@ def main(argv=None) -> int:
                                command=COMMAND, budget=budget, seeds=args.seeds, tables=tables, notes=notes,
                                data={"mnist": mnist, "ising": [strip(r) for r in ising],
                                      "ising_curves": curves, "speedup": speed, "ising_bench": bench,
+                                     "ising_probes": probes,
                                      "argv": sys.argv[1:]},
                                results_dir=args.results_dir)
     print(f"wrote {out}")
