@@ -21,11 +21,11 @@ from mamjax import cli
 
 def _import_heavy():
     """jax and the library, imported after the command line is parsed (``--help`` answers at once)."""
-    global jax, jnp, np, lml
+    global jax, jnp, np, lml, progress
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from mamjax import lml
+    from mamjax import lml, progress
 
 
 def main(argv=None):
@@ -40,7 +40,7 @@ def main(argv=None):
     truth = float(jnp.mean(lml.ppca_lml(x, w, noise)))
     cond = lml.ppca_cond_logpdf(w, noise)
     curves, rows = [], []
-    for s in range(config.seeds):
+    for s in progress.bar(range(config.seeds), desc="area: seeds"):
         est = lml.cumulative_mpt(cond, x, jax.random.key(100 + s), config.masks)
         curve = np.asarray(jnp.mean(est.per_size, axis=0))
         curves.append(curve)

@@ -21,11 +21,11 @@ from mamjax import cli
 
 def _import_heavy():
     """jax and the library, imported after the command line is parsed (``--help`` answers at once)."""
-    global jax, jnp, np, lml
+    global jax, jnp, np, lml, progress
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from mamjax import lml
+    from mamjax import lml, progress
 
 
 def main(argv=None):
@@ -37,7 +37,7 @@ def main(argv=None):
     noise = 1.0 / config.beta
     rows, diffs = [], np.zeros((config.seeds, len(ks)))
     rmse = np.zeros(len(ks))
-    for s in range(config.seeds):
+    for s in progress.bar(range(config.seeds), desc="convergence: seeds"):
         k_w, k_x, k_m = jax.random.split(jax.random.key(s), 3)
         w = jax.random.normal(k_w, (config.dim, config.latent))
         x = lml.ppca_sample(k_x, w, noise, config.n)

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mamjax import lml, train
+from mamjax import lml, progress, train
 from mamjax.lml import linear_vae, objectives
 from reproduce import common
 
@@ -79,7 +79,7 @@ def run_ppca(seeds, steps, n, d=10, latent=2, beta=5.0):
     noise = 1.0 / beta
     runs = []
     for kind in ("model", "paper"):
-        for seed in seeds:
+        for seed in progress.bar(seeds, desc=f"ppca {kind} seeds"):
             k_data, k_init, k_train = jax.random.split(jax.random.key(seed), 3)
             _, x = ppca_data(k_data, n, d, latent, noise, kind)
             w_star = lml.ppca_mle(x, latent, noise)
@@ -115,7 +115,7 @@ def run_ppca_optimum(seeds, n, d=10, latent=2, beta=5.0, rates=(0.2, 0.5, 0.8)):
     runs, fns = [], {}
     with jax.enable_x64(True):
         for kind in ("model", "paper"):
-            for seed in seeds:
+            for seed in progress.bar(seeds, desc=f"ppca_opt {kind} seeds"):
                 k_data = jax.random.split(jax.random.key(seed), 3)[0]
                 _, x = ppca_data(k_data, n, d, latent, noise, kind)
                 x = jnp.asarray(x, jnp.float64)
@@ -175,7 +175,7 @@ def gp_reference(y, t):
 def run_gp(seeds, steps, d=10, draws=50):
     t = jnp.linspace(0.0, 5.0, d)
     runs = []
-    for seed in seeds:
+    for seed in progress.bar(seeds, desc="gp seeds"):
         k_data, k_train = jax.random.split(jax.random.key(1000 + seed))
         cov = lml.gp_cov(t, kernel="rbf", **GP_TRUTH)
         y = np.asarray(jax.random.multivariate_normal(k_data, jnp.zeros(d), cov, (draws,)))
@@ -202,7 +202,7 @@ def run_vae(seeds, steps, n, bins=20, objective_list=VAE_OBJECTIVES):
     grid = lml.latent_grid(2, bins=bins, limit=5.0)
     eval_rate15 = jax.jit(lambda p, k: jnp.mean(linear_vae.linear_vae_mpt(p, x, grid, k, 16, rates=[0.15]).value))
     runs = []
-    for seed in seeds:
+    for seed in progress.bar(seeds, desc="vae seeds"):
         k_init, k_train = jax.random.split(jax.random.key(seed))
         init = linear_vae.init_params(k_init, x.shape[1])
         for obj in objective_list:
@@ -223,7 +223,7 @@ def run_vae(seeds, steps, n, bins=20, objective_list=VAE_OBJECTIVES):
 def run_area(seeds, steps, n=500, d=20, latent=2, beta=5.0, checkpoints=8):
     noise = 1.0 / beta
     runs = []
-    for seed in seeds:
+    for seed in progress.bar(seeds, desc="area seeds"):
         k_data, k_init, k_train, k_eval = jax.random.split(jax.random.key(2000 + seed), 4)
         _, x = ppca_data(k_data, n, d, latent, noise, "model")
         snaps = []
@@ -267,7 +267,7 @@ def run_mlm(seeds, steps, quick=False, seq_len=32, batch=64, num_eval=64):
         seq_len, batch, num_eval = 12, 8, 8
     test = masked_lm.char_windows(text[split:], index, seq_len, num_eval, jax.random.key(99))
     runs = []
-    for seed in seeds:
+    for seed in progress.bar(seeds, desc="mlm seeds"):
         model = nn.TransformerEncoder(len(chars), seq_len, dim=dim, depth=depth, num_heads=4, rngs=nnx.Rngs(seed))
         apply, params0 = nn.functional(model)
         k_train, k_eval = jax.random.split(jax.random.key(3000 + seed))
