@@ -94,15 +94,18 @@ def gradient_variance(ram, params, batch, key, *, num_keys: int, num_samples: in
     blocks = {"policy": lambda g: g["model"]["policy"], "model": lambda g: g["model"],
               "proposal": lambda g: g["proposal"]}
 
-    def one(k):
-        out = {}
-        for use in (True, False):
-            g = jax.grad(lambda p: rws.wsram_loss(ram, p, batch, k, num_samples=num_samples,
-                                                  control_variates=use)[0])(params)
-            out.update({f"{name}/{'cv' if use else 'plain'}": _flat(f(g)) for name, f in blocks.items()})
-        return out
+    def moments(params, batch, keys):
+        def one(k):
+            out = {}
+            for use in (True, False):
+                g = jax.grad(lambda p: rws.wsram_loss(ram, p, batch, k, num_samples=num_samples,
+                                                      control_variates=use)[0])(params)
+                out.update({f"{name}/{'cv' if use else 'plain'}": _flat(f(g)) for name, f in blocks.items()})
+            return out
+        return cv.estimator_moments(one, keys)
 
-    _, var = jax.jit(lambda ks: cv.estimator_moments(one, ks))(jax.random.split(key, num_keys))
+    # params and batch are arguments, not closed-over constants, which XLA would constant-fold for seconds.
+    _, var = jax.jit(moments)(params, batch, jax.random.split(key, num_keys))
     tv = {k: float(jnp.sum(v)) for k, v in var.items()}
     return {name: {"cv": tv[f"{name}/cv"], "plain": tv[f"{name}/plain"], "ratio": tv[f"{name}/cv"] / tv[f"{name}/plain"]}
             for name in blocks}
