@@ -70,6 +70,9 @@ def test_per_image_correlations_match_scipy_with_official_weighting():
 def test_size_only_control_and_scaled_counts():
     assert agreement.scaled_censor_counts(784) == (100, 400, 700)
     assert agreement.scaled_censor_counts(196) == (25, 100, 175)
+    assert agreement.scaled_censor_counts(32, (50, 100, 150, 200), paper_dims=250) == (6, 13, 19, 26)  # text8
+    with pytest.raises(ValueError, match="paper_dims"):
+        agreement.scaled_censor_counts(32, paper_dims=1)
     mask = jnp.array([[True, False, True], [False, False, False]])
     np.testing.assert_array_equal(agreement.size_only_scores(mask), [-2.0, -0.0])
     np.testing.assert_array_equal(agreement.censor_count_scores((1, 3), 2), [[-1, -3], [-1, -3]])
