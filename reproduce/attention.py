@@ -145,7 +145,7 @@ def run_one(name: str, seed: int, args, tr, te, cfg) -> dict:
 
     def evaluate(st):
         return model_lib.error_rate(ram, st.params, te["image"], te["label"], eval_key,
-                                    num_samples=args.eval_samples)
+                                    num_samples=args.eval_samples, progress=False)  # ~1 s; one line per eval
 
     load0 = os.getloadavg()[0]
     curve = [{"step": 0, "seconds": 0.0, "error": evaluate(state)}]
