@@ -305,7 +305,7 @@ def main(argv=None):
                             f"{args.dataset} MNIST.",
                 command=command, budget=s["budget"], seeds=seeds, tables=s["tables"], notes=s["notes"],
                 data={"runs": runs, "reinforce_final_error": s["ref_err"]}, results_dir=args.results_dir)
-    pngs = plots(runs, args.workdir, args.dataset)
+            pngs = plots(runs, args.workdir, args.dataset)  # after every run, so a stopped run leaves its plots
     print(f"wrote {path}; plots {pngs}; {time.time() - t0:.0f} s")
 
 
