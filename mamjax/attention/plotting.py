@@ -162,7 +162,7 @@ def plot_seed_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], pat
         else:
             for j, (x, e) in enumerate(runs):
                 ax.plot(x, 100 * np.asarray(e), marker=".", ms=3, lw=1, color=color,
-                        label=f"{name} ({len(runs)} seeds)" if j == 0 else None)
+                        label=f"{name} ({len(runs)} seed{'s' if len(runs) != 1 else ''})" if j == 0 else None)
     _error_axis(ax, xlabel, reference)
     ax.legend(fontsize=7)
     if title:
