@@ -4,8 +4,10 @@ A random ordering ``q`` (observed first) induces the nested masks ``O_t = q[:t]`
 ``M = D - t``; each is a uniform mask of its size, so averaging the per-size scores over ``k``
 orderings is an unbiased estimate of every ``s_M`` and of the cumulative score ``sum_M s_M``, as
 with ``k`` independent masks per size (:func:`mamjax.lml.cumulative_mpt`). The masks of different
-sizes are now correlated, which changes the variance, not the mean; the standard error is taken
-over whole orderings.
+sizes are now positively correlated, which changes the variance, not the mean: in a spot check on
+PPCA (D = 10 and 50) the estimate's spread over keys was 2-3.5x that of independent masks at the
+same masks per size, so equal accuracy takes several times more orderings. The standard error is
+taken over whole orderings.
 
 For ``x ~ N(mu, S)`` and ``S_q = S[q][:, q] = L L^T`` (lower), ``z = L^{-1} (x - mu)_q`` has
 independent standard normal entries and ``x_q = L z``, so for hidden position ``j >= t``
