@@ -95,12 +95,35 @@ def _available_bytes() -> float:
     return float("inf")
 
 
-def _compiled_run(fn, args, reps: int, label: str, mem_fraction: float = 0.5) -> dict:
+class _Budget:
+    """Wall-clock budget of part 4: a call whose time, estimated from its FLOPs at the last measured
+    FLOP rate, would end past the deadline is skipped (and said so) instead of being run."""
+
+    def __init__(self, seconds: float = float("inf")):
+        self.deadline, self.rate = time.perf_counter() + seconds, None
+
+    def refuse(self, flops: float, reps: int) -> str | None:
+        if self.rate is None or not flops:
+            return None
+        est = reps * flops / self.rate
+        left = self.deadline - time.perf_counter()
+        return f"skipped: ~{est:.0f} s estimated, {max(left, 0):.0f} s of the budget left" if est > left else None
+
+
+def _compiled_run(fn, args, reps: int, label: str, budget: _Budget | None = None, mem_fraction: float = 0.5,
+                  flops_hint: float = 0.0) -> dict:
     """Compiles ``fn`` ahead of time, reads XLA's FLOP count and memory, then times ``reps`` calls.
 
     Compilation is timed apart (never in ``sec``). A call whose compiled footprint (arguments +
-    outputs + temporaries) exceeds ``mem_fraction`` of the available memory is not run.
+    outputs + temporaries) exceeds ``mem_fraction`` of the available memory, or whose estimated
+    time exceeds what is left of ``budget``, is not run (with ``flops_hint``, e.g. scaled from a smaller
+    batch, the estimate is made before compiling, and a refused call is not compiled either).
     """
+    budget = budget or _Budget()
+    refused = budget.refuse(flops_hint, reps)
+    if refused:
+        return {"label": label, "flops": flops_hint, "compile_sec": None, "xla_bytes": None, "temp_bytes": None,
+                "sec": None, "skipped": refused + " (FLOPs scaled from the smaller batch; not compiled)"}
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_sec = time.perf_counter() - t0
@@ -109,11 +132,15 @@ def _compiled_run(fn, args, reps: int, label: str, mem_fraction: float = 0.5) ->
     mem = compiled.memory_analysis()
     need = sum(float(getattr(mem, a, 0) or 0) for a in
                ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")) if mem else 0.0
-    out = {"label": label, "flops": float(cost.get("flops", 0.0)), "compile_sec": compile_sec,
-           "xla_bytes": need, "temp_bytes": float(getattr(mem, "temp_size_in_bytes", 0) or 0) if mem else 0.0,
-           "sec": None, "skipped": None}
+    flops = float(cost.get("flops", 0.0))
+    out = {"label": label, "flops": flops, "compile_sec": compile_sec, "xla_bytes": need,
+           "temp_bytes": float(getattr(mem, "temp_size_in_bytes", 0) or 0) if mem else 0.0, "sec": None,
+           "skipped": None}
     if need > mem_fraction * _available_bytes():
-        out["skipped"] = f"needs {need / 2**30:.1f} GiB, {_available_bytes() / 2**30:.1f} GiB available"
+        out["skipped"] = f"skipped: needs {need / 2**30:.1f} GiB, {_available_bytes() / 2**30:.1f} GiB available"
+        return out
+    out["skipped"] = budget.refuse(flops, reps)
+    if out["skipped"]:
         return out
     times = []
     for _ in progress.bar(range(reps), desc=label):
@@ -121,11 +148,13 @@ def _compiled_run(fn, args, reps: int, label: str, mem_fraction: float = 0.5) ->
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t)
     out["sec"] = float(np.median(times))
+    if flops:
+        budget.rate = flops / out["sec"]
     return out
 
 
 def unet_cost(batches=(16, 128), ch: int = 256, num_res_blocks: int = 4, marg_hidden: int = 4096,
-              reps=(3, 1)) -> list[dict]:
+              reps=(3, 1), budget: _Budget | None = None) -> list[dict]:
     """Forward (both heads) and stage-1 AO-ARM train step of the U-Net at each batch size."""
     nets = unet.make_unet_nets(jax.random.key(0), 28, 2, ch=ch, num_res_blocks=num_res_blocks,
                                marg_hidden=marg_hidden)
@@ -135,18 +164,21 @@ def unet_cost(batches=(16, 128), ch: int = 256, num_res_blocks: int = 4, marg_hi
     def forward(params, x, mask):
         return nets.cond_apply(params["conditional"], x, mask), nets.marg_apply(params["marginal"], x, mask)
 
-    rows = []
+    rows, prev = [], {}
     for b, r in zip(batches, reps):
         x = jax.random.bernoulli(jax.random.key(b), 0.5, (b, 784)).astype(jnp.int32)
         mask = experiment.random_subsets(jax.random.key(b + 1), b, 784)
-        rows.append(dict(_compiled_run(forward, (nets.params, x, mask), r, f"forward b{b}"), batch=b, what="forward"))
-        rows.append(dict(_compiled_run(raw_step, (state, x, jax.random.key(3)), r, f"train b{b}"), batch=b,
-                         what="train step (stage 1)"))
+        for what, fn, args in (("forward", forward, (nets.params, x, mask)),
+                               ("train step (stage 1)", raw_step, (state, x, jax.random.key(3)))):
+            hint = prev[what][0] * b / prev[what][1] if what in prev else 0.0  # FLOPs grow with the batch
+            row = dict(_compiled_run(fn, args, r, f"{what} b{b}", budget, flops_hint=hint), batch=b, what=what)
+            prev[what] = (row["flops"], b)
+            rows.append(row)
     return rows
 
 
 def unet_query(ch: int = 256, num_res_blocks: int = 4, marg_hidden: int = 4096, num_subsets: int = 16,
-               direct_subsets: int = 0) -> dict:
+               direct_subsets: int = 0, reps: int = 3, budget: _Budget | None = None) -> dict:
     """MaM vs AO-ARM time to score ``num_subsets`` random subsets of 784 pixels with the U-Net.
 
     MaM: one marginal-network call, measured. AO-ARM: D = 784 conditional-network calls per subset;
@@ -157,15 +189,17 @@ def unet_query(ch: int = 256, num_res_blocks: int = 4, marg_hidden: int = 4096, 
                                marg_hidden=marg_hidden)
     x = jax.random.bernoulli(jax.random.key(1), 0.5, (num_subsets, 784)).astype(jnp.int32)
     mask = experiment.random_subsets(jax.random.key(2), num_subsets, 784)
-    mam = _compiled_run(nets.marg_apply, (nets.params["marginal"], x, mask), 3, "MaM query")
-    one = _compiled_run(nets.cond_apply, (nets.params["conditional"], x, mask), 3, "one conditional call")
+    mam = _compiled_run(nets.marg_apply, (nets.params["marginal"], x, mask), reps, "MaM query", budget)
+    one = _compiled_run(nets.cond_apply, (nets.params["conditional"], x, mask), reps, "one conditional call", budget)
+    if mam["sec"] is None or one["sec"] is None:
+        raise RuntimeError(f"the query timing was skipped: {mam['skipped'] or one['skipped']}")
     out = {"ch": ch, "num_subsets": num_subsets, "mam_sec": mam["sec"], "cond_call_sec": one["sec"],
            "ao_arm_est_sec": 784 * one["sec"], "mam_flops": mam["flops"], "cond_flops": one["flops"],
            "direct_subsets": direct_subsets}
     if direct_subsets:
         xs, ms = x[:direct_subsets], mask[:direct_subsets]
         chain = lambda p, a, m: arm.arm_log_marginal_ensemble(nets.cond_apply, p, a, m, jax.random.key(0), 1)
-        direct = _compiled_run(chain, (nets.params["conditional"], xs, ms), 2, "AO-ARM query (direct)")
+        direct = _compiled_run(chain, (nets.params["conditional"], xs, ms), 1, "AO-ARM query (direct)")
         mam_d = _compiled_run(nets.marg_apply, (nets.params["marginal"], xs, ms), 3, "MaM query (direct)")
         one_d = _compiled_run(nets.cond_apply, (nets.params["conditional"], xs, ms), 3, "one call (direct)")
         out.update(direct_ao_arm_sec=direct["sec"], direct_mam_sec=mam_d["sec"],
@@ -177,15 +211,23 @@ def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def unet_part(quick: bool = False, write: bool = True) -> str:
-    """Part 4: the U-Net's cost and the MaM-vs-AO-ARM query at D = 784; writes results/marginal_networks.json."""
+def unet_part(quick: bool = False, write: bool = True, max_seconds: float = 330.0) -> str:
+    """Part 4: the U-Net's cost and the MaM-vs-AO-ARM query at D = 784; writes results/marginal_networks.json.
+
+    The cost table gets ``max_seconds`` of timed calls (compilation not counted); calls estimated to
+    overrun it are skipped, and the table says so.
+    """
     from reproduce import common as rc
 
     load_before = _load()
     size = dict(ch=32, num_res_blocks=1, marg_hidden=256) if quick else dict(ch=256, num_res_blocks=4, marg_hidden=4096)
-    peak = matmul_peak_gflops(n=2048 if quick else 4096, min_time=0.5 if quick else 2.0)
-    cost = unet_cost((2, 4) if quick else (16, 128), reps=(2, 1), **size)
-    query = unet_query(**size, num_subsets=4 if quick else 16, direct_subsets=0)
+    n_peak = 2048 if quick else 4096
+    peak = matmul_peak_gflops(n=n_peak, min_time=0.5 if quick else 2.0)
+    # Query first (cheap at batch 16, and its conditional call primes the budget's FLOP rate).
+    query = unet_query(**size, num_subsets=4 if quick else 16, direct_subsets=0, reps=3 if quick else 1)
+    budget = _Budget(max_seconds)
+    budget.rate = query["cond_flops"] / query["cond_call_sec"]
+    cost = unet_cost((2, 4) if quick else (16, 128), reps=(2, 1) if quick else (1, 1), budget=budget, **size)
     # A direct 784-call query costs 784 rows per subset (~40 s for one subset at 32 channels here): not in --quick.
     small = None if quick else unet_query(ch=32, num_res_blocks=1, marg_hidden=256, num_subsets=1, direct_subsets=1)
     peak_mib = peak_rss_mib()
@@ -193,7 +235,8 @@ def unet_part(quick: bool = False, write: bool = True) -> str:
     gflops = lambda r: None if r["sec"] is None else r["flops"] / r["sec"] / 1e9
     rows = [[r["what"], r["batch"], r["flops"] / 1e9, r["skipped"] or r["sec"],
              "-" if r["sec"] is None else gflops(r), "-" if r["sec"] is None else gflops(r) / peak,
-             r["compile_sec"], r["xla_bytes"] / 2**30] for r in cost]
+             "-" if r["compile_sec"] is None else r["compile_sec"],
+             "-" if r["xla_bytes"] is None else r["xla_bytes"] / 2**30] for r in cost]
     name = "U-Net " + ("32 ch, 1 block, marginal MLP 256 (--quick)" if quick else
                        "28x28, 256 ch, 4 blocks, marginal MLP 4096 (paper size)")
     q_rows = [[name, query["num_subsets"], query["mam_sec"] * 1e3, "-", query["ao_arm_est_sec"] * 1e3,
@@ -204,7 +247,7 @@ def unet_part(quick: bool = False, write: bool = True) -> str:
                        small["direct_ao_arm_sec"] / small["direct_mam_sec"]])
     tables = [
         rc.table(f"{name}: one call, float32, {jax.devices()[0].platform}; matmul peak measured in the same run: "
-                 f"{peak:.0f} GFLOP/s (4096^2 jit matmul)",
+                 f"{peak:.0f} GFLOP/s ({n_peak}^2 jit matmul)",
                  ["computation", "batch", "GFLOP (XLA)", "seconds", "GFLOP/s", "of matmul peak", "compile s",
                   "XLA memory GiB"], rows),
         rc.table("Scoring random subsets at D = 784: MaM (1 marginal-network call) vs AO-ARM (784 conditional "
@@ -216,13 +259,15 @@ def unet_part(quick: bool = False, write: bool = True) -> str:
              "jobs, so absolute seconds move between runs; the ratios are taken within this run.",
              "Train step = the stage-1 AO-ARM step (order-agnostic loss on the conditional network, Adam, clip 100); "
              "GFLOP are XLA's count for the compiled call; XLA memory = arguments + outputs + temporaries of the "
-             "compiled call (compiled memory analysis); a call needing over half the available memory is skipped.",
+             "compiled call (compiled memory analysis); a call needing over half the available memory, or estimated "
+             f"(FLOPs at the last measured rate) to overrun the part's {max_seconds:.0f} s of timed calls, is skipped.",
              "AO-ARM at paper size is estimated as 784 x the measured conditional call on the same batch (a direct "
              "784-call query of 16 subsets is ~12,500 U-Net rows, hours on this CPU); the 32-channel row (full runs "
              "only) checks the estimate against a direct chain-rule query with its 784 rows batched in one call.",
              f"Peak resident memory of the benchmark process: {peak_mib:.0f} MiB (ru_maxrss)."]
     if write and not quick:  # --quick sizes are a smoke run, not results
-        rc.write_results("marginal_networks", command="python benchmarks/marginal_bench.py --part unet",
+        rc.write_results("marginal_networks",
+                         command=f"python benchmarks/marginal_bench.py --part unet --max-seconds {max_seconds:g}",
                          title="The MaM paper's networks on this CPU: U-Net cost and marginal-query time",
                          budget="timing runs, 1-3 calls per cell after ahead-of-time compilation",
                          seeds=[0], tables=tables, notes=notes,
@@ -297,8 +342,10 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--part", choices=["all", "unet"], default="all",
                     help="'unet': only part 4 (writes results/marginal_networks.json unless --quick)")
+    ap.add_argument("--max-seconds", type=float, default=330.0,
+                    help="part 4: seconds of timed U-Net calls; calls estimated to overrun it are skipped")
     a = ap.parse_args()
     if a.part == "unet":
-        print(unet_part(quick=a.quick))
+        print(unet_part(quick=a.quick, max_seconds=a.max_seconds))
     else:
         main(quick=a.quick)
