@@ -74,7 +74,7 @@ def test_mnist_example_unet_cpu_tiny_run(tmp_path):
     wd = str(tmp_path / "wd")
     _example("marginal_mnist").main([
         "--workdir", wd, "--config", os.path.join(ROOT, "configs", "marginal_mnist.py") + ":unet_cpu",
-        "--config.resolution=7", "--config.arm_steps=3", "--config.mam_steps=3", "--config.batch_size=4",
+        "--config.resolution=7", "--config.arm_steps=3", "--config.mam_steps=3", "--config.batch_size=8",
         "--config.eval.num_test=4", "--config.eval.num_subsets=4", "--config.eval.agreement_images=3",
         "--config.eval.ensemble=2"])
     with open(os.path.join(wd, "results.json")) as f:
