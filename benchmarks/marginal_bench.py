@@ -214,8 +214,8 @@ def _load() -> str:
 def unet_part(quick: bool = False, write: bool = True, max_seconds: float = 330.0) -> str:
     """Part 4: the U-Net's cost and the MaM-vs-AO-ARM query at D = 784; writes results/marginal_networks.json.
 
-    The cost table gets ``max_seconds`` of timed calls (compilation not counted); calls estimated to
-    overrun it are skipped, and the table says so.
+    The cost table gets ``max_seconds`` of wall time from its start (network set-up and compilation
+    included); calls estimated to overrun it are skipped, and the table says so.
     """
     from reproduce import common as rc
 
@@ -260,7 +260,8 @@ def unet_part(quick: bool = False, write: bool = True, max_seconds: float = 330.
              "Train step = the stage-1 AO-ARM step (order-agnostic loss on the conditional network, Adam, clip 100); "
              "GFLOP are XLA's count for the compiled call; XLA memory = arguments + outputs + temporaries of the "
              "compiled call (compiled memory analysis); a call needing over half the available memory, or estimated "
-             f"(FLOPs at the last measured rate) to overrun the part's {max_seconds:.0f} s of timed calls, is skipped.",
+             f"(FLOPs at the last measured rate) to overrun the cost table's {max_seconds:.0f} s of wall time "
+             "(set-up and compilation included), is skipped.",
              "AO-ARM at paper size is estimated as 784 x the measured conditional call on the same batch (a direct "
              "784-call query of 16 subsets is ~12,500 U-Net rows, hours on this CPU); the 32-channel row (full runs "
              "only) checks the estimate against a direct chain-rule query with its 784 rows batched in one call.",
@@ -343,7 +344,7 @@ if __name__ == "__main__":
     ap.add_argument("--part", choices=["all", "unet"], default="all",
                     help="'unet': only part 4 (writes results/marginal_networks.json unless --quick)")
     ap.add_argument("--max-seconds", type=float, default=330.0,
-                    help="part 4: seconds of timed U-Net calls; calls estimated to overrun it are skipped")
+                    help="part 4: wall seconds of the U-Net cost table; calls estimated to overrun it are skipped")
     a = ap.parse_args()
     if a.part == "unet":
         print(unet_part(quick=a.quick, max_seconds=a.max_seconds))
