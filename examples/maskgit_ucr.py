@@ -68,7 +68,7 @@ def main(argv=None):
         temperature=ev.temperature, guidance_scale=ev.guidance_scale, methods=tuple(ev.methods),
         prior_dim=pr.dim, prior_depth=pr.depth, prior_heads=pr.num_heads, prior_batch=pr.batch_size,
         prior_lr=pr.learning_rate, p_uncond=pr.p_uncond, prior_loss_positions=pr.loss_positions,
-        tokenizer_kwargs=tok_kwargs, mesh=mesh)
+        tokenizer_kwargs=tok_kwargs, mesh=mesh, save_every=config.save_every)
     elapsed = time.perf_counter() - t0
 
     s = out["scores"]

@@ -79,13 +79,21 @@ def make_tokenizer(length: int, *, hidden: int = 64, code_dim: int = 16, num_cod
                              codebook=codebook, ema_decay=ema_decay, rngs=nnx.Rngs(seed))
 
 
+def _save_every(save_every: int | None, num_steps: int):
+    """Half the stage's steps unless given (``train.fit`` checks a given value)."""
+    return max(1, num_steps // 2) if save_every is None else save_every
+
+
 def train_tokenizer(x: np.ndarray, *, num_steps: int = 1000, batch_size: int = 32, learning_rate: float = 1e-3,
                     hidden: int = 64, code_dim: int = 16, num_codes: int = 32, down_l: int | None = None,
                     down_h: int | None = None, n_fft: int = 8, hop: int = 2, window: str = "hann",
                     padding: str = "zeros", tokens_per_step: int = 1, floor_down: bool = False,
                     codebook: str = "unit_norm", ema_decay: float = 0.8, seed: int = 0,
-                    workdir=None, mesh=None, progress: bool | None = None) -> tuple[TokenizerBundle, list]:
+                    workdir=None, mesh=None, progress: bool | None = None,
+                    save_every: int | None = None) -> tuple[TokenizerBundle, list]:
     """Stage 1: the STFT VQ-VAE on ``x [N, T]`` (options: :func:`make_tokenizer`).
+
+    ``save_every``: steps between checkpoints in ``workdir/tokenizer`` (default: half the steps).
 
     ``mesh``: a data mesh (:func:`mamjax.sharding`); batches are split over it by :func:`mamjax.train.fit`.
     Returns the bundle and the metric history.
@@ -105,7 +113,7 @@ def train_tokenizer(x: np.ndarray, *, num_steps: int = 1000, batch_size: int = 3
         state = train_lib.TrainState.create(params, opt)
     stream = BatchStream(np.asarray(x, np.float32), min(batch_size, len(x)), seed=seed)
     state, hist = train_lib.fit(step, state, stream, num_steps=num_steps, key=jax.random.key(seed),
-                                workdir=_sub(workdir, "tokenizer"), save_every=max(1, num_steps // 2),
+                                workdir=_sub(workdir, "tokenizer"), save_every=_save_every(save_every, num_steps),
                                 log_every=max(1, num_steps // 10), desc="tokenizer", mesh=mesh, progress=progress)
     if ema:
         nnx.update(module, state.model_state)
@@ -142,13 +150,14 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
                 num_codes: int, num_steps: int = 2000, batch_size: int = 32, learning_rate: float = 1e-3,
                 dim: int = 64, depth: int = 2, num_heads: int = 4, p_uncond: float = 0.2, seed: int = 0,
                 loss_positions: str = "hidden", workdir=None, mesh=None,
-                progress: bool | None = None) -> tuple[PriorBundle, list]:
+                progress: bool | None = None, save_every: int | None = None) -> tuple[PriorBundle, list]:
     """Stage 2: the two class-conditional MaskGIT priors; labels dropped to the null class
     ``num_classes`` with probability ``p_uncond`` (class dropout: the null class is the unconditional prior).
 
     ``loss_positions``: ``"hidden"`` (the MaskGIT loss) or ``"all"`` (the official TimeVQVAE loss on every
     token, see :func:`mamjax.maskgit.prior.maskgit_loss`); checkpointed in ``workdir/prior`` and
-    ``workdir/prior_all`` respectively, so that one never restores the other."""
+    ``workdir/prior_all`` respectively, so that one never restores the other; ``save_every`` steps between
+    those checkpoints (default: half the steps)."""
     if loss_positions not in ("hidden", "all"):
         raise ValueError(f"`loss_positions` must be one of ['all', 'hidden']; got {loss_positions!r}.")
     init = init_prior(num_codes, codes_l.shape[1], codes_h.shape[1], num_classes, dim=dim, depth=depth,
@@ -163,7 +172,7 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
     stream = BatchStream(data, min(batch_size, len(codes_l)), seed=seed)
     state, hist = train_lib.fit(step, state, stream, num_steps=num_steps, key=jax.random.key(seed + 1),
                                 workdir=_sub(workdir, "prior" if loss_positions == "hidden" else "prior_all"),
-                                save_every=max(1, num_steps // 2),
+                                save_every=_save_every(save_every, num_steps),
                                 log_every=max(1, num_steps // 10), desc="prior", mesh=mesh, progress=progress)
     return PriorBundle(apply_l, apply_h, state.params, num_classes, loo_l), hist
 
@@ -263,7 +272,8 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
             prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_batch: int = 32,
             prior_lr: float = 1e-3, p_uncond: float = 0.2, prior_loss_positions: str = "hidden",
             tokenizer_kwargs: dict | None = None,
-            classifier: fcn_lib.Classifier | None = None, mesh=None, progress: bool | None = None) -> dict:
+            classifier: fcn_lib.Classifier | None = None, mesh=None, progress: bool | None = None,
+            save_every: int | None = None) -> dict:
     """All stages on ``train`` / ``test`` = ``{"x": [N, T], "label": [N]}``.
 
     For each method in ``methods`` (both on the one schedule of :mod:`mamjax.maskgit.schedule`):
@@ -273,7 +283,8 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
     (e.g. shared by several seeds); None trains one in ``workdir/fcn`` with ``seed``.
     ``tokenizer_kwargs`` go to :func:`train_tokenizer`; ``prior_loss_positions`` to :func:`train_prior`
     (``"all"`` with the ``"ess_redraw"`` method is the official protocol). ``mesh``: data-parallel training of the
-    tokenizer and the priors (global batch sizes).
+    tokenizer and the priors (global batch sizes). ``save_every``: checkpoint interval of those two stages
+    (default: half of each stage's steps).
 
     Returns:
       ``{"tokenizer", "prior", "classifier", "samplers", "generated": {method: {"uncond": x, "cond": (x, y)}},
@@ -283,12 +294,13 @@ def run_all(train: dict, test: dict, *, workdir=None, seed: int = 0, tokenizer_s
     x_te, y_te = np.asarray(test["x"], np.float32), np.asarray(test["label"], np.int32)
     num_classes = int(max(y_tr.max(), y_te.max())) + 1
     tok, h_tok = train_tokenizer(x_tr, num_steps=tokenizer_steps, seed=seed, workdir=workdir, mesh=mesh,
-                                 progress=progress, **(tokenizer_kwargs or {}))
+                                 progress=progress, save_every=save_every, **(tokenizer_kwargs or {}))
     codes_l, codes_h = tokenize(tok, x_tr)
     pri, h_pri = train_prior(codes_l, codes_h, y_tr, num_classes, num_codes=tok.num_codes, num_steps=prior_steps,
                              batch_size=prior_batch, learning_rate=prior_lr, dim=prior_dim, depth=prior_depth,
                              num_heads=prior_heads, p_uncond=p_uncond, seed=seed,
-                             loss_positions=prior_loss_positions, workdir=workdir, mesh=mesh, progress=progress)
+                             loss_positions=prior_loss_positions, workdir=workdir, mesh=mesh, progress=progress,
+                             save_every=save_every)
     clf = classifier if classifier is not None else train_classifier(x_tr, y_tr, num_classes, num_steps=fcn_steps,
                                                                      seed=seed, workdir=workdir, progress=progress)
     x_rt = round_trip(tok, x_te)
