@@ -22,6 +22,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.masks = 1             # masks per step
     c.objectives = "0.15,elbo,lml"
     c.seed = 0
+    c.save_every = 250      # steps between checkpoints of each objective's run
     if arg in (None, "", "paper"):
         pass
     elif arg == "cpu":

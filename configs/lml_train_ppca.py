@@ -24,6 +24,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.gp_draws = 50
     c.gp_lr = 5e-2
     c.seed = 0
+    c.save_every = 250      # steps between checkpoints of each PPCA run
+    c.gp_save_every = 150   # and of each GP run
     if arg in (None, "", "paper"):
         pass
     elif arg == "cpu":

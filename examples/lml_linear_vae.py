@@ -56,7 +56,7 @@ def main(argv=None, data=None):
     args, config = cli.parse(argv, example="lml_linear_vae", description=__doc__)
     _import_heavy()
     mesh = cli.make_mesh(args.num_devices)
-    cli.save_config(args.workdir, config)
+    cli.save_config(args.workdir, config, may_change=("save_every",))
     os.makedirs(args.workdir, exist_ok=True)
     x = load_images(config.n, data)
     cli.check_batch_size(x.shape[0], mesh, "config.n")  # full batch, sharded over the data mesh
@@ -72,7 +72,7 @@ def main(argv=None, data=None):
         workdir = os.path.join(args.workdir, name)
         state, _ = train.fit(train.make_train_step(loss_fn, optimizer), train.TrainState.create(params, optimizer),
                              lambda s: {"x": x}, num_steps=config.steps, key=k_train, workdir=workdir,
-                             save_every=max(config.steps // 3, 1), log_every=max(config.steps // 40, 1),
+                             save_every=config.save_every, log_every=max(config.steps // 40, 1),
                              desc=f"linear VAE {name}", mesh=mesh)
         histories[name] = train.read_metrics(os.path.join(workdir, "metrics.jsonl"))  # whole run, also if resumed
         _, metrics = loss_fn(state.params, {"x": x}, jax.random.fold_in(k_train, config.steps))

@@ -54,7 +54,7 @@ def run_ppca(config, workdir, mesh=None):
         workdir = os.path.join(workdir, f"ppca_{name}")
         state, _ = train.fit(train.make_train_step(loss_fn, optimizer), train.TrainState.create(params, optimizer),
                              _full_batch(x), num_steps=config.steps, key=k_train, workdir=workdir,
-                             save_every=max(config.steps // 4, 1), log_every=max(config.steps // 50, 1),
+                             save_every=config.save_every, log_every=max(config.steps // 50, 1),
                              desc=f"ppca {name}", mesh=mesh)
         histories[name] = train.read_metrics(os.path.join(workdir, "metrics.jsonl"))  # whole run, also if resumed
         w = np.asarray(state.params["w"])
@@ -81,7 +81,7 @@ def run_gp(config, workdir, mesh=None):
         workdir = os.path.join(workdir, f"gp_{name}")
         state, _ = train.fit(train.make_train_step(loss_fn, optimizer), train.TrainState.create(params, optimizer),
                              _full_batch(y), num_steps=config.gp_steps, key=k_train, workdir=workdir,
-                             save_every=max(config.gp_steps // 2, 1), log_every=max(config.gp_steps // 50, 1),
+                             save_every=config.gp_save_every, log_every=max(config.gp_steps // 50, 1),
                              desc=f"gp {name}", mesh=mesh)
         histories[name] = train.read_metrics(os.path.join(workdir, "metrics.jsonl"))
         hyp = {k: float(v) for k, v in objectives.gp_hyperparameters(state.params).items()}
@@ -120,7 +120,7 @@ def main(argv=None):
     _import_heavy()
     mesh = cli.make_mesh(args.num_devices)
     cli.check_batch_size(config.n, mesh, "config.n")  # full batch, sharded over the data mesh
-    cli.save_config(args.workdir, config)
+    cli.save_config(args.workdir, config, may_change=("save_every", "gp_save_every"))
     os.makedirs(args.workdir, exist_ok=True)
     true_lml, results, hist = run_ppca(config, args.workdir, mesh)
     png = plot(hist, true_lml, os.path.join(args.workdir, "ppca_training.png"),
