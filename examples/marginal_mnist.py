@@ -37,9 +37,11 @@ def _nll_rows(nll: dict, ensemble: int):
     names = {"ao_arm_s": ("AO-ARM-S (1 ordering)", "-"),
              "ao_arm_e": (f"AO-ARM-E ({ensemble} orderings)", "0.148 (28x28)"),
              "mam": ("MaM f(x) NLL, unnormalized: -(f(x) - f(empty))", "not comparable")}
+    from mamjax import metrics
+
     for k, (name, paper) in names.items():
-        flag = " (impossible: < 0)" if nll[k + "_nats"] < 0 else ""
-        yield f"| {name} | {nll[k + '_nats']:.2f}{flag} | {nll[k + '_bpd']:.4f}{flag} | {paper} |"
+        nats, bpd = metrics.format_nll(nll[k + "_nats"]), metrics.format_nll(nll[k + "_bpd"], digits=4)
+        yield f"| {name} | {nats} | {bpd} | {paper} |"
 
 
 def _make_nets(config, key, side: int):
