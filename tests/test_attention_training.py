@@ -58,3 +58,16 @@ def test_error_curve_from_fit_records():
     np.testing.assert_allclose(cur["seconds"], [2.0, 4.0])
     np.testing.assert_allclose(cur["epoch"], [1.0, 3.0])
     np.testing.assert_allclose(cur["error"], [0.5, 0.25])
+
+
+def test_error_axis_keeps_the_curves_readable_when_a_reference_is_far_below():
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    ax.plot([0, 100], [80.0, 70.0], label="run")
+    plotting._error_axis(ax, "updates", {"RAM, full training: 1.22%": 1.22, "inside": 75.0})
+    lo, hi = ax.get_ylim()
+    assert lo > 60 and hi < 90  # not widened down to 1.22
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "off the axis: RAM, full training: 1.22%" in labels
+    assert sum(1 for line in ax.get_lines() if list(line.get_ydata()) == [75.0, 75.0]) == 1  # drawn: in range

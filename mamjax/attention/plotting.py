@@ -101,13 +101,30 @@ def budget_curve(curve: list[dict], steps_per_epoch: int, key: str = "error") ->
 
 
 def _error_axis(ax, xlabel: str, reference: dict[str, float] | None) -> None:
-    """Log-scale test-error axis with dotted reference lines (published errors, in percent)."""
+    """Log-scale test-error axis fitted to the data, with dotted reference lines (published errors, in percent).
+
+    A reference outside the data's range would squash the curves into one band, so it becomes a
+    legend entry ("off the axis: ...") instead of widening the axis. Ticks read as plain numbers.
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()  # autoscaled to the curves
+    off = []
     for name, val in (reference or {}).items():
-        ax.axhline(val, ls=":", color="gray")
-        ax.text(ax.get_xlim()[0], val, f" {name}", fontsize=7, va="bottom", color="gray")
+        if lo <= val <= hi:
+            ax.axhline(val, ls=":", color="gray")
+            ax.text(ax.get_xlim()[0], val, f" {name}", fontsize=7, va="bottom", color="gray")
+        else:
+            off.append(name if f"{val:g}%" in name else f"{name}: {val:g}%")
+    ax.set_ylim(lo, hi)
+    if off:  # a legend entry (the caller's legend is placed where it hides no curve)
+        ax.plot([], [], ls=":", color="gray", label="off the axis: " + "; ".join(off))
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test error (%)")
-    ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
 
 
