@@ -67,6 +67,7 @@ def _x(batch, d, seed=1):
     return jax.random.bernoulli(jax.random.key(seed), 0.4, (batch, d)).astype(jnp.int32)
 
 
+@pytest.mark.slow  # ~20 s in CI (eager init + compile); the U-Net shape tests stay in the default suite
 def test_unet_cpu_config_trains_stage_1():
     c, nets = _config_nets("unet_cpu")
     x = _x(4, nets.num_dims)

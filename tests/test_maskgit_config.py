@@ -78,14 +78,25 @@ def test_ema_update_closed_form():
     np.testing.assert_allclose(book, [[2.0, 0.0], [0.5, 2.0]])
 
 
-def test_save_every_sets_the_prior_checkpoint_steps(tmp_path):
-    """``save_every`` reaches ``train.fit``: checkpoints at every step of a 2-step prior run; a bad value is named."""
+def test_save_every_reaches_the_fits_of_both_stages(monkeypatch):
+    """``save_every`` is the checkpoint interval that ``train.fit`` gets; None keeps half the steps."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(*args, save_every, **kwargs):
+        seen.append(save_every)
+        raise Stop
+
+    monkeypatch.setattr(pipeline.train_lib, "fit", fake_fit)
     rng = np.random.default_rng(0)
     cl, ch = rng.integers(0, 4, (8, 3)).astype(np.int32), rng.integers(0, 4, (8, 4)).astype(np.int32)
-    labels = np.zeros(8, np.int32)
-    kw = dict(num_codes=4, num_steps=2, batch_size=4, dim=8, depth=1, num_heads=1, progress=False)
-    pipeline.train_prior(cl, ch, labels, 1, workdir=str(tmp_path), save_every=1, **kw)
-    steps = sorted(int(p.name) for p in (tmp_path / "prior" / "checkpoints").iterdir() if p.name.isdigit())
-    assert steps == [1, 2]
-    with pytest.raises(ValueError, match="save_every"):
-        pipeline.train_prior(cl, ch, labels, 1, workdir=str(tmp_path / "bad"), save_every=0, **kw)
+    kw = dict(num_codes=4, num_steps=10, batch_size=4, dim=8, depth=1, num_heads=1, progress=False)
+    for save_every in (3, None):
+        with pytest.raises(Stop):
+            pipeline.train_prior(cl, ch, np.zeros(8, np.int32), 1, save_every=save_every, **kw)
+    x = data.load("ucr/GunPoint", "train")["x"][:8]
+    with pytest.raises(Stop):
+        pipeline.train_tokenizer(x, num_steps=10, save_every=4, progress=False)
+    assert seen == [3, 5, 4]
