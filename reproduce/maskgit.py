@@ -156,8 +156,7 @@ def summarize(runs: dict, args, seconds: float) -> dict:
         *[f"{n}: the tokenizer round trip alone is at FID {f:.2f} vs the test set (real train vs test: {g:.2f}); "
           "the tokenizer is undertrained at this budget, which bounds every sampler's FID vs test (the "
           "round-trip column removes it)." for n, f, g in _weak_tokenizers(runs)],
-        f"Datasets: {', '.join(runs)}, the first {len(runs)} of the selection, fit this run's lock budget; the "
-        f"rest ({', '.join(n for n in selected_datasets() if n not in runs) or 'none'}) did not run.",
+        _datasets_note(list(runs)),
     ]
     return {"budget": budget, "tables": [main_table, floor_table], "notes": notes}
 
@@ -233,6 +232,14 @@ def _rerender(args) -> None:
     with open(out, "w") as f:
         json.dump(new, f, indent=1)
     print(f"re-rendered {out}")
+
+
+def _datasets_note(ran: list) -> str:
+    rest = [n for n in selected_datasets() if n not in ran]
+    if not rest:
+        return f"Datasets: all {len(ran)} of the selection ran ({', '.join(ran)})."
+    return (f"Datasets: {', '.join(ran)}, the first {len(ran)} of the selection, fit this run's lock budget; "
+            f"the rest ({', '.join(rest)}) did not run.")
 
 
 def _weak_tokenizers(runs: dict) -> list[tuple[str, float, float]]:
