@@ -60,7 +60,7 @@ def main(argv=None):
     import jax.numpy as jnp
     import numpy as np
 
-    from mamjax import train
+    from mamjax import metrics, train
     from mamjax.data import BatchStream
     from mamjax.data import text
     from mamjax.marginal import agreement, experiment, sampling
@@ -107,7 +107,7 @@ def main(argv=None):
     print("| model | test NLL (nats / chunk) | bits / char |\n|---|---|---|")
     for k, name in (("ao_arm_s", "AO-ARM-S (1 ordering)"), ("ao_arm_e", f"AO-ARM-E ({ev.ensemble} orderings)"),
                     ("mam", "MaM f(x) NLL, unnormalized: -(f(x) - f(empty))")):
-        print(f"| {name} | {nll[k + '_nats']:.2f} | {nll[k + '_bpd']:.4f} |")
+        print(f"| {name} | {metrics.format_nll(nll[k + '_nats'])} | {metrics.format_nll(nll[k + '_bpd'], digits=4)} |")
     print(f"\n| agreement with AO-ARM-E (censor {'/'.join(map(str, counts))} of {d}) | Spearman | Pearson |"
           "\n|---|---|---|")
     for name, label in (("mam", "MaM f(x)"), ("ao_arm_s", "AO-ARM-S"), ("size_only", "control: |S| only"),

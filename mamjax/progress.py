@@ -1,4 +1,4 @@
-"""Progress bars for long evaluation phases, with the same rule as :func:`mamjax.train.fit`.
+"""Progress bars: the one on/off rule that :func:`mamjax.train.fit` and the long evaluation phases share.
 
 A bar shows on process 0 unless ``CI`` is set or the caller says otherwise; in a notebook
 ``tqdm.auto`` draws a widget when ipywidgets is installed (the ``notebook`` extra) and falls back

@@ -29,6 +29,7 @@ import optax
 from tqdm.auto import tqdm
 
 from mamjax import checkpoint as ckpt_lib
+from mamjax import progress as progress_lib
 from mamjax import sharding as sharding_lib
 
 __all__ = ["TrainState", "NonFiniteError", "make_train_step", "make_multi_step", "fit", "read_metrics", "plot_metrics"]
@@ -164,8 +165,7 @@ def fit(train_step, state: TrainState, stream: Callable[[int], Any], *, num_step
         _check_int("eval_every", eval_every, 0)
     if tensorboard and workdir is None:
         raise ValueError("`tensorboard=True` needs a `workdir` to write the events to.")
-    if progress is None:
-        progress = not os.environ.get("CI")
+    progress = progress_lib.enabled(progress)  # process 0 only, off under CI unless asked
     chief = jax.process_index() == 0
     checkpointer, log_path, lock, writer = None, None, None, None
     if workdir is not None:
@@ -187,7 +187,7 @@ def fit(train_step, state: TrainState, stream: Callable[[int], Any], *, num_step
                 writer = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
         return _fit(train_step, state, stream, num_steps=num_steps, key=key, checkpointer=checkpointer,
                     log_path=log_path, eval_fn=eval_fn, eval_every=eval_every, log_every=log_every, mesh=mesh,
-                    desc=desc, progress=progress and chief, steps_per_dispatch=steps_per_dispatch,
+                    desc=desc, progress=progress, steps_per_dispatch=steps_per_dispatch,
                     prefetch=prefetch, writer=writer, chief=chief)
     finally:
         if writer is not None:
