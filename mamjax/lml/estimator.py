@@ -51,6 +51,8 @@ __all__ = [
     "reduce_scores",
     "plan_arrays",
     "uniform_size_masks",
+    "mask_bucket",
+    "bucketed_plan_arrays",
 ]
 
 # Above this many subsets of one size, exact enumeration is refused (memory).
@@ -274,6 +276,46 @@ def _sample_masks_impl(key: PRNGKey, num_dims: int, num_hidden: Array, k: int) -
 _sample_masks = jax.jit(_sample_masks_impl, static_argnums=(1, 3))
 
 
+def mask_bucket(num_masks: int) -> int:
+    """The padded mask count for ``num_masks``: the smallest ``2^n`` or ``3 * 2^(n-1)`` >= it.
+
+    The jitted estimators compile once per bucket, not once per mask count (1, 2, 3, 4, 6, 8, 12,
+    16, 24, ...), at most 1.5x the masks' work.
+    """
+    if isinstance(num_masks, bool) or not isinstance(num_masks, (int, np.integer)) or num_masks < 1:
+        raise ValueError(f"`num_masks` must be a positive int; got {num_masks!r}.")
+    p = 1 << (int(num_masks) - 1).bit_length()  # smallest power of two >= num_masks
+    return 3 * p // 4 if p >= 4 and 3 * p // 4 >= num_masks else p
+
+
+def split_is_prefix_stable(key: PRNGKey) -> bool:
+    """Whether ``split(key, n)[i]`` does not depend on ``n`` (threefry with ``jax_threefry_partitionable``).
+
+    Bucketing draws the Monte Carlo masks from ``split(key, R * bucket)`` at the indices that
+    ``split(key, (R, K))`` uses, which gives the same masks only then.
+    """
+    if not jax.config.jax_threefry_partitionable:
+        return False
+    impl = jax.random.key_impl(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else \
+        jax.config.jax_default_prng_impl
+    return "threefry" in str(impl)
+
+
+def _sample_masks_valid(key: PRNGKey, num_dims: int, num_hidden: Array, k: int, num_valid: Array) -> Array:
+    """``[R, k, D]`` masks whose first ``num_valid`` per row are ``_sample_masks(key, D, num_hidden, num_valid)``.
+
+    ``split(key, (R, K))[r, j]`` is ``split(key, R * K)[r * K + j]`` and, with a prefix-stable split,
+    that entry of any longer split; padding slots reuse the row's first key (they carry no weight).
+    """
+    r = num_hidden.shape[0]
+    flat = jax.random.split(key, r * k)
+    j = jnp.arange(k)[None, :]
+    idx = jnp.arange(r)[:, None] * num_valid + jnp.where(j < num_valid, j, 0)
+    keys = flat[idx]  # [R, k]
+    by_count = jax.vmap(masks_lib.mask_by_count, in_axes=(0, None, None))  # over K
+    return jax.vmap(by_count, in_axes=(0, None, 0))(keys, num_dims, num_hidden)  # over R
+
+
 def _chunked_scores(cond_logpdf: CondLogpdf, x: Array, masks: Array, chunk: int) -> Array:
     """:func:`_scores` over ``[N, D]`` masks, vmapped within chunks of ``chunk`` masks (``lax.map``).
 
@@ -343,20 +385,40 @@ def uniform_size_masks(key: PRNGKey, num_dims: int, num_masks: int) -> Array:
                                                                     sizes)
 
 
-def draw_masks(key: PRNGKey, plan_masks: Array, is_exact: Array, num_hidden: Array) -> Array:
-    """``[R, K, D]`` masks: enumerated rows of the plan, uniform random masks of each size elsewhere."""
+def draw_masks(key: PRNGKey, plan_masks: Array, is_exact: Array, num_hidden: Array,
+               num_valid: Array | None = None) -> Array:
+    """``[R, K, D]`` masks: enumerated rows of the plan, uniform random masks of each size elsewhere.
+
+    ``num_valid`` (traced int, from :func:`bucketed_plan_arrays`): only the first ``num_valid``
+    Monte Carlo slots are real, drawn as the unpadded plan of ``num_valid`` masks draws them.
+    """
     r, k, num_dims = plan_masks.shape
-    sampled = _sample_masks(key, num_dims, num_hidden, k)
+    if num_valid is None:
+        sampled = _sample_masks(key, num_dims, num_hidden, k)
+    else:
+        sampled = _sample_masks_valid(key, num_dims, num_hidden, k, num_valid)
     return jnp.where(is_exact[:, None, None], plan_masks, sampled)
 
 
-def reduce_scores(s: Array, weights: Array, is_exact: Array, num_hidden: Array, coef: Array) -> MPTEstimate:
-    """Per-mask scores ``[..., R, K]`` -> :class:`MPTEstimate` (``value = sum_r coef_r s_{M_r}``)."""
+def reduce_scores(s: Array, weights: Array, is_exact: Array, num_hidden: Array, coef: Array,
+                  num_valid: Array | None = None) -> MPTEstimate:
+    """Per-mask scores ``[..., R, K]`` -> :class:`MPTEstimate` (``value = sum_r coef_r s_{M_r}``).
+
+    ``num_valid``: Monte Carlo slots beyond it are padding (zero weight, left out of the stderr).
+    """
     k = s.shape[-1]
     per_size = jnp.einsum("...rk,rk->...r", s, weights.astype(s.dtype))  # [..., R]
     # Monte Carlo standard error of the mean of K iid masks; 0 for enumerated sizes.
-    var = jnp.var(s, axis=-1, ddof=1) if k > 1 else jnp.full(per_size.shape, jnp.inf, s.dtype)
-    se = jnp.where(jnp.broadcast_to(is_exact, var.shape), 0.0, jnp.sqrt(var / k))
+    if num_valid is None:
+        var = jnp.var(s, axis=-1, ddof=1) if k > 1 else jnp.full(per_size.shape, jnp.inf, s.dtype)
+        se = jnp.sqrt(var / k)
+    else:
+        valid = jnp.arange(k) < num_valid
+        kv = num_valid.astype(s.dtype)
+        mean = jnp.sum(jnp.where(valid, s, 0.0), axis=-1, keepdims=True) / kv
+        ss = jnp.sum(jnp.where(valid, (s - mean) ** 2, 0.0), axis=-1)
+        se = jnp.where(num_valid > 1, jnp.sqrt(ss / jnp.maximum(kv - 1.0, 1.0) / kv), jnp.inf)
+    se = jnp.where(jnp.broadcast_to(is_exact, se.shape), 0.0, se)
     coef = coef.astype(s.dtype)
     value = per_size @ coef
     stderr = jnp.sqrt((se**2) @ coef**2)
@@ -364,12 +426,12 @@ def reduce_scores(s: Array, weights: Array, is_exact: Array, num_hidden: Array, 
 
 
 def _estimate(cond_logpdf: CondLogpdf, chunk: int, x: Array, key: PRNGKey, plan_masks: Array, weights: Array,
-              is_exact: Array, num_hidden: Array, coef: Array) -> MPTEstimate:
+              is_exact: Array, num_hidden: Array, coef: Array, num_valid: Array | None = None) -> MPTEstimate:
     num_dims = x.shape[-1]
     r, k, _ = plan_masks.shape
-    masks = draw_masks(key, plan_masks, is_exact, num_hidden)
+    masks = draw_masks(key, plan_masks, is_exact, num_hidden, num_valid)
     s = _chunked_scores(cond_logpdf, x, masks.reshape(r * k, num_dims), chunk)  # [..., R*K]
-    return reduce_scores(s.reshape(s.shape[:-1] + (r, k)), weights, is_exact, num_hidden, coef)
+    return reduce_scores(s.reshape(s.shape[:-1] + (r, k)), weights, is_exact, num_hidden, coef, num_valid)
 
 
 def plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact) -> tuple[MPTMasks, tuple]:
@@ -381,6 +443,26 @@ def plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact
     arrays = (jnp.asarray(plan.masks), jnp.asarray(plan.weights), jnp.asarray(plan.exact),
               jnp.asarray(plan.num_hidden), jnp.asarray(size_coefficients(plan.num_hidden, num_dims)))
     return plan, arrays
+
+
+def bucketed_plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact,
+                         key: PRNGKey) -> tuple[MPTMasks, tuple]:
+    """:func:`plan_arrays` with the mask axis padded to :func:`mask_bucket` (for the library's own jit).
+
+    Returns ``(plan, arrays + (num_valid,))``: padding slots are copies of a valid mask with weight 0
+    and ``num_valid`` (an int32 array, not a static value) the real Monte Carlo count, so one compiled
+    function serves every mask count of a bucket with the unpadded result (to rounding). Falls back to
+    the unpadded arrays with ``num_valid=None`` where the key's split is not prefix-stable.
+    """
+    plan, arrays = plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
+    k = plan.masks.shape[1]
+    kb = mask_bucket(k)
+    if not split_is_prefix_stable(key):
+        return plan, arrays + (None,)
+    pad = kb - k
+    masks = np.concatenate([plan.masks, np.repeat(plan.masks[:, :1], pad, axis=1)], axis=1)
+    weights = np.concatenate([plan.weights, np.zeros((plan.weights.shape[0], pad))], axis=1)
+    return plan, (jnp.asarray(masks), jnp.asarray(weights)) + arrays[2:] + (jnp.asarray(k, jnp.int32),)
 
 
 _estimate_jit = jax.jit(_estimate, static_argnums=(0, 1))
@@ -425,11 +507,15 @@ def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_pe
     x = jnp.asarray(x)
     if x.ndim not in (1, 2):
         raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
-    plan, arrays = plan_arrays(x.shape[-1], num_masks_per_rate, rates, num_hidden, exact)
+    traced = _is_traced(x, key)
+    if traced:  # inside the caller's jit, K is the caller's static value: no padding work
+        plan, arrays = plan_arrays(x.shape[-1], num_masks_per_rate, rates, num_hidden, exact)
+    else:  # our jit: one compilation per mask-count bucket
+        plan, arrays = bucketed_plan_arrays(x.shape[-1], num_masks_per_rate, rates, num_hidden, exact, key)
     if chunk_size == "auto" and getattr(cond_logpdf, "batched_lapack", False):
         chunk_size = 1  # see mvn_conditional_logpdf: batched LAPACK kernels can deadlock XLA's CPU pool
-    chunk = _auto_chunk(tuple(x.shape), plan.masks.shape[0] * plan.masks.shape[1], chunk_size)
-    fn = _estimate if _is_traced(x, key) else _estimate_jit
+    chunk = _auto_chunk(tuple(x.shape), arrays[0].shape[0] * arrays[0].shape[1], chunk_size)
+    fn = _estimate if traced else _estimate_jit
     return fn(cond_logpdf, chunk, x, key, *arrays)
 
 

@@ -126,12 +126,12 @@ def scores_chunked(score_fn, xc: Array, masks: Array, params: tuple, chunk: int)
 
 
 def _matmul_estimate(score_fn, chunk: int, x: Array, params: tuple, mean: Array, key, plan_masks, weights,
-                     is_exact, num_hidden, coef) -> est.MPTEstimate:
+                     is_exact, num_hidden, coef, num_valid=None) -> est.MPTEstimate:
     r, k, num_dims = plan_masks.shape
-    masks = est.draw_masks(key, plan_masks, is_exact, num_hidden).reshape(r * k, num_dims)
+    masks = est.draw_masks(key, plan_masks, is_exact, num_hidden, num_valid).reshape(r * k, num_dims)
     xb = x.reshape(-1, num_dims) - mean[None]
     s = scores_chunked(score_fn, xb, masks, params, chunk).reshape(x.shape[:-1] + (r, k))
-    return est.reduce_scores(s, weights, is_exact, num_hidden, coef)
+    return est.reduce_scores(s, weights, is_exact, num_hidden, coef, num_valid)
 
 
 _matmul_estimate_jit = jax.jit(_matmul_estimate, static_argnums=(0, 1))
@@ -146,10 +146,14 @@ def run_matmul_route(score_fn, x, key, num_masks_per_rate, params, mean, rates, 
     that ``chunk_size="auto"`` keeps ``N x chunk x width`` near ``CHUNK_ELEMENTS`` with.
     """
     num_dims = x.shape[-1]
-    plan, arrays = est.plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
-    num_masks = plan.masks.shape[0] * plan.masks.shape[1]
+    traced = est._is_traced(x, key, params, mean)
+    if traced:  # inside the caller's jit: its static K, no padding
+        plan, arrays = est.plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
+    else:  # our jit: masks padded to est.mask_bucket(K), one compilation per bucket
+        plan, arrays = est.bucketed_plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact, key)
+    num_masks = arrays[0].shape[0] * arrays[0].shape[1]
     chunk = chunk_for(chunk_size, x.size // num_dims, per_mask_width, num_masks)
-    fn = _matmul_estimate if est._is_traced(x, key, params, mean) else _matmul_estimate_jit
+    fn = _matmul_estimate if traced else _matmul_estimate_jit
     return fn(score_fn, chunk, x, params, mean, key, *arrays)
 
 

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from mamjax import masks as masks_lib
+from mamjax.lml import estimator as est
 
 Array = jax.Array
 
@@ -95,6 +96,10 @@ def _orderings(key: jax.Array, num_dims: int, num_orderings: int) -> Array:
 def _ordering_scores(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov: Array) -> Array:
     """``[N, k]`` per-ordering cumulative scores of ``x [N, D]``."""
     orderings = _orderings(key, x.shape[-1], num_orderings)
+    return _scores_of(x, orderings, mean, cov)
+
+
+def _scores_of(x: Array, orderings: Array, mean: Array, cov: Array) -> Array:
     # One ordering at a time: unbatched Cholesky / triangular solves, never two batched LAPACK
     # kernels at once (the XLA CPU pool deadlock of issue 20, see mamjax.lml.estimator).
     mats, consts = jax.lax.map(lambda q: ordering_quadratic(cov, q), orderings)  # [k, D, D], [k]
@@ -111,7 +116,26 @@ def _ordering_estimate(x: Array, key: jax.Array, num_orderings: int, mean: Array
     return value, jnp.std(s, axis=-1, ddof=1) / math.sqrt(num_orderings)
 
 
+def _padded_estimate(x: Array, key: jax.Array, bucket: int, mean: Array, cov: Array,
+                     num_valid: Array) -> tuple[Array, Array]:
+    """:func:`_ordering_estimate` with ``num_valid`` (traced) of ``bucket`` orderings real.
+
+    With a prefix-stable split the first ``num_valid`` of ``split(key, bucket)`` are
+    ``split(key, num_valid)``; padding slots repeat ordering 0 and carry no weight.
+    """
+    orderings = _orderings(key, x.shape[-1], bucket)
+    valid = jnp.arange(bucket) < num_valid
+    orderings = jnp.where(valid[:, None], orderings, orderings[:1])
+    s = _scores_of(x, orderings, mean, cov)
+    kv = num_valid.astype(s.dtype)
+    value = jnp.sum(jnp.where(valid, s, 0.0), axis=-1) / kv
+    ss = jnp.sum(jnp.where(valid, (s - value[:, None]) ** 2, 0.0), axis=-1)
+    stderr = jnp.where(num_valid > 1, jnp.sqrt(ss / jnp.maximum(kv - 1.0, 1.0) / kv), jnp.inf)
+    return value, stderr
+
+
 _ordering_estimate_jit = jax.jit(_ordering_estimate, static_argnums=(2,))
+_padded_estimate_jit = jax.jit(_padded_estimate, static_argnums=(2,))
 
 
 def ordering_mpt(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov: Array) -> OrderingEstimate:
@@ -144,6 +168,11 @@ def ordering_mpt(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov:
         raise ValueError(f"`cov` must have shape [{d}, {d}]; got {tuple(cov.shape)}.")
     mean = jnp.broadcast_to(jnp.asarray(mean, cov.dtype), (d,))
     traced = any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves((x, key, mean, cov)))
-    fn = _ordering_estimate if traced else _ordering_estimate_jit
-    value, stderr = fn(x.reshape(-1, d), key, num_orderings, mean, cov)
+    if traced:  # the caller's jit: its static count as is
+        value, stderr = _ordering_estimate(x.reshape(-1, d), key, num_orderings, mean, cov)
+    elif est.split_is_prefix_stable(key):  # our jit: one compilation per bucket of counts
+        value, stderr = _padded_estimate_jit(x.reshape(-1, d), key, est.mask_bucket(num_orderings), mean, cov,
+                                             jnp.asarray(num_orderings, jnp.int32))
+    else:
+        value, stderr = _ordering_estimate_jit(x.reshape(-1, d), key, num_orderings, mean, cov)
     return OrderingEstimate(value.reshape(x.shape[:-1]), stderr.reshape(x.shape[:-1]))
