@@ -93,23 +93,17 @@ def main(argv=None):
     stream = BatchStream(x_train, config.batch_size, seed=config.seed, transform=transform)
     stream2 = stream if mam_batch == config.batch_size else BatchStream(x_train, mam_batch, seed=config.seed,
                                                                         transform=transform)
-    sub = (lambda name: os.path.join(workdir, name)) if workdir else (lambda name: None)
 
-    # Stage 1: AO-ARM.
-    step, state = experiment.arm_stage(nets, lr=config.lr, clip=config.clip)
-    state, _ = train.fit(step, state, stream, num_steps=config.arm_steps, key=k_arm, workdir=sub("arm"),
-                         save_every=config.save_every, log_every=config.log_every, mesh=mesh, desc="stage 1: AO-ARM")
-    t_arm = time.perf_counter() - t_start
-
-    # Stage 2: MaM distillation (conditional frozen), chains started from a data batch.
-    init_chains = stream2(0)[:mam_batch] if config.chain_weight > 0 else None
-    stage1_params = unet.tie_shared(state.params) if config.backbone == "unet" else state.params
-    step2, state2 = experiment.mam_stage(nets, stage1_params, init_chains, lr=config.mam_lr or config.lr,
-                                         chain_weight=config.chain_weight, gibbs_steps=config.gibbs_steps,
-                                         clip=config.clip)
-    state2, _ = train.fit(step2, state2, stream2, num_steps=config.mam_steps, key=k_mam, workdir=sub("mam"),
-                          save_every=config.save_every, log_every=config.log_every, mesh=mesh, desc="stage 2: MaM")
-    params = state2.params
+    # Stage 1: AO-ARM; stage 2: MaM distillation (conditional frozen), chains started from a data batch.
+    run = experiment.train_two_stages(nets, stream, mam_stream=stream2, arm_steps=config.arm_steps,
+                                      mam_steps=config.mam_steps, keys=(k_arm, k_mam), lr=config.lr,
+                                      mam_lr=config.mam_lr, clip=config.clip, chain_weight=config.chain_weight,
+                                      gibbs_steps=config.gibbs_steps,
+                                      tie_shared=unet.tie_shared if config.backbone == "unet" else None,
+                                      workdir=workdir or None, save_every=config.save_every,
+                                      log_every=config.log_every, mesh=mesh)
+    t_arm = run.arm_seconds
+    params = run.params
     t_train = time.perf_counter() - t_start
 
     # Evaluation.

@@ -60,7 +60,7 @@ def main(argv=None):
     import jax.numpy as jnp
     import numpy as np
 
-    from mamjax import metrics, train
+    from mamjax import metrics
     from mamjax.data import BatchStream
     from mamjax.data import text
     from mamjax.marginal import agreement, experiment, sampling
@@ -77,18 +77,13 @@ def main(argv=None):
     nets = _make_nets(config, k_init)
     stream = BatchStream(x_train, config.batch_size, seed=config.seed)
     stream2 = BatchStream(x_train, config.mam_batch_size, seed=config.seed + 1)
-    sub = (lambda name: os.path.join(workdir, name)) if workdir else (lambda name: None)
 
-    step, state = experiment.arm_stage(nets, lr=config.lr, clip=config.clip)
-    state, _ = train.fit(step, state, stream, num_steps=config.arm_steps, key=k_arm, workdir=sub("arm"),
-                         save_every=config.save_every, log_every=config.log_every, mesh=mesh, desc="stage 1: AO-ARM")
-    init_chains = stream2(0) if config.chain_weight > 0 else None
-    step2, state2 = experiment.mam_stage(nets, state.params, init_chains, lr=config.lr,
-                                         chain_weight=config.chain_weight, gibbs_steps=config.gibbs_steps,
-                                         clip=config.clip)
-    state2, _ = train.fit(step2, state2, stream2, num_steps=config.mam_steps, key=k_mam, workdir=sub("mam"),
-                          save_every=config.save_every, log_every=config.log_every, mesh=mesh, desc="stage 2: MaM")
-    params = state2.params
+    run = experiment.train_two_stages(nets, stream, mam_stream=stream2, arm_steps=config.arm_steps,
+                                      mam_steps=config.mam_steps, keys=(k_arm, k_mam), lr=config.lr, clip=config.clip,
+                                      chain_weight=config.chain_weight, gibbs_steps=config.gibbs_steps,
+                                      workdir=workdir or None, save_every=config.save_every,
+                                      log_every=config.log_every, mesh=mesh)
+    params = run.params
     t_train = time.perf_counter() - t_start
 
     k_nll, k_agree, k_time, k_samp = jax.random.split(k_eval, 4)

@@ -9,6 +9,8 @@ random subsets (Spearman / Pearson), and the cost of one marginal query.
 from __future__ import annotations
 
 import functools
+import json
+import os
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -28,7 +30,8 @@ from mamjax.marginal import sampling
 
 Array = jax.Array
 
-__all__ = ["Nets", "make_nets", "mnist_arrays", "arm_stage", "mam_stage", "energy_stage", "random_subsets",
+__all__ = ["Nets", "make_nets", "mnist_arrays", "arm_stage", "mam_stage", "TwoStages", "train_two_stages",
+           "energy_stage", "random_subsets",
            "redraw_flags", "arm_kl", "save_kl_curve", "ising_target", "ising_ground_truth", "evaluate_energy_model",
            "evaluate_nll", "subset_agreement", "paper_agreement", "time_queries", "save_image_grid", "save_scatter"]
 
@@ -117,6 +120,110 @@ def mam_stage(nets: Nets, params: dict, init_chains: Array | None, lr: float = 1
     chains = None if init_chains is None else jnp.array(init_chains, jnp.int32)  # a copy: the step donates it
     return (train.make_train_step(loss_fn, opt, stateful=True),
             train.TrainState.create(_owned(params), opt, model_state=chains))
+
+
+class TwoStages(NamedTuple):
+    """What :func:`train_two_stages` returns."""
+
+    params: dict  # the final {"marginal": ..., "conditional": ...}
+    arm_state: train.TrainState  # stage 1's final state
+    mam_state: train.TrainState  # stage 2's final state
+    arm_steps: int  # steps stage 1 ran in all (< the requested count when its time budget ran out)
+    arm_seconds: float  # wall seconds of stage 1 in this call (restoring only, when it had finished before)
+    mam_seconds: float  # wall seconds of stage 2 in this call
+    history: dict  # {"arm": [...], "mam": [...]}: the metric records train.fit logged in this call
+
+
+_ARM_DONE = "stage1_done.json"  # written in workdir/arm when a time budget ended stage 1 early
+
+
+def _fit_arm(step, state, stream, *, num_steps: int, max_seconds: float | None, key, workdir, save_every: int,
+             log_every: int, mesh, progress):
+    """Stage 1 through train.fit: ``num_steps`` steps, or fewer when ``max_seconds`` of wall time run out
+    (checked every ``save_every`` steps; the step count reached is kept in ``workdir`` so a restart of
+    the same command does not resume stage 1 past it)."""
+    kw = dict(key=key, workdir=workdir, save_every=save_every, log_every=log_every, mesh=mesh,
+              desc="stage 1: AO-ARM", progress=progress)
+    if max_seconds is None:
+        state, hist = train.fit(step, state, stream, num_steps=num_steps, **kw)
+        return state, hist, num_steps
+    if jax.process_count() > 1:
+        raise ValueError("`arm_seconds` needs one process (the processes' clocks would disagree on the stop); "
+                         "give a step count (`arm_steps`) instead.")
+    marker = None if workdir is None else os.path.join(workdir, _ARM_DONE)
+    if marker is not None and os.path.exists(marker):
+        with open(marker) as f:
+            num_steps = min(num_steps, int(json.load(f)["step"]))
+        state, hist = train.fit(step, state, stream, num_steps=num_steps, **kw)  # restores, runs nothing
+        return state, hist, num_steps
+    start, hist, done = time.perf_counter(), [], 0
+    while done < num_steps:
+        target = min(num_steps, (done // save_every + 1) * save_every)
+        state, h = train.fit(step, state, stream, num_steps=target, **kw)
+        hist += h
+        done = int(state.step)
+        if time.perf_counter() - start >= max_seconds:
+            break
+    if marker is not None and jax.process_index() == 0:
+        with open(marker, "w") as f:
+            json.dump({"step": done, "max_seconds": max_seconds}, f)
+    return state, hist, done
+
+
+def train_two_stages(nets: Nets, stream: Callable[[int], Any], *, arm_steps: int, mam_steps: int, keys,
+                     mam_stream: Callable[[int], Any] | None = None, lr: float = 1e-3, mam_lr: float | None = None,
+                     clip: float = 1.0, chain_weight: float = 0.5, gibbs_steps: int = 1,
+                     tie_shared: Callable[[dict], dict] | None = None, arm_seconds: float | None = None,
+                     workdir: str | os.PathLike | None = None, save_every: int = 1000, log_every: int = 50,
+                     mesh=None, progress: bool | None = None) -> TwoStages:
+    """The two-stage MLE recipe: stage 1 AO-ARM (:func:`arm_stage`), stage 2 MaM (:func:`mam_stage`), each
+    through :func:`mamjax.train.fit`.
+
+    Args:
+      nets: the two networks (initial parameters in ``nets.params``).
+      stream: ``stream(step) -> [B, D] int`` batches of stage 1.
+      arm_steps, mam_steps: total steps of each stage.
+      keys: ``(k_arm, k_mam)``, the base PRNG keys of the two stages (a pair, or a ``[2]`` key array from
+        ``jax.random.split``).
+      mam_stream: batches of stage 2 (default: ``stream``); its batch 0 starts the persistent Gibbs chains
+        when ``chain_weight`` > 0.
+      lr, mam_lr: Adam learning rates of stage 1 and stage 2 (``mam_lr`` None or 0: ``lr``).
+      clip: global-norm clip of both stages.
+      chain_weight, gibbs_steps: stage 2's self-consistency weight on the chains and Gibbs steps per update.
+      tie_shared: maps stage 1's params to stage 2's start (e.g. :func:`mamjax.marginal.unet.tie_shared`,
+        which copies a trained shared trunk into the marginal network); None: used as they are.
+      arm_seconds: wall-time budget of stage 1 (checked every ``save_every`` steps; one process only);
+        None: exactly ``arm_steps``.
+      workdir: checkpoints and metric logs under ``workdir/arm`` and ``workdir/mam``; a restarted run
+        resumes the stage it stopped in (a finished stage 1 is restored, not retrained).
+      save_every, log_every, mesh, progress: as in :func:`mamjax.train.fit`.
+
+    Returns:
+      :class:`TwoStages`.
+    """
+    if arm_seconds is not None and not arm_seconds >= 0:
+        raise ValueError(f"`arm_seconds` must be >= 0 or None; got {arm_seconds!r}.")
+    if len(keys) != 2:
+        raise ValueError(f"`keys` must be the pair (k_arm, k_mam); got {len(keys)} keys.")
+    k_arm, k_mam = keys[0], keys[1]
+    mam_stream = stream if mam_stream is None else mam_stream
+    sub = (lambda name: None) if workdir is None else (lambda name: os.path.join(os.fspath(workdir), name))
+    fit_kw = dict(save_every=save_every, log_every=log_every, mesh=mesh, progress=progress)
+
+    t0 = time.perf_counter()
+    step, state = arm_stage(nets, lr=lr, clip=clip)
+    state, arm_hist, arm_done = _fit_arm(step, state, stream, num_steps=arm_steps, max_seconds=arm_seconds,
+                                         key=k_arm, workdir=sub("arm"), **fit_kw)
+    t1 = time.perf_counter()
+
+    init_chains = mam_stream(0) if chain_weight > 0 else None
+    stage1 = state.params if tie_shared is None else tie_shared(state.params)
+    step2, state2 = mam_stage(nets, stage1, init_chains, lr=mam_lr or lr, chain_weight=chain_weight,
+                              gibbs_steps=gibbs_steps, clip=clip)
+    state2, mam_hist = train.fit(step2, state2, mam_stream, num_steps=mam_steps, key=k_mam, workdir=sub("mam"),
+                                 desc="stage 2: MaM", **fit_kw)
+    return TwoStages(state2.params, state, state2, arm_done, t1 - t0, time.perf_counter() - t1,
+                     {"arm": arm_hist, "mam": mam_hist})
 
 
 def _adam(lr: float, clip: float | None, decay_steps: int = 0):
