@@ -13,7 +13,8 @@
 4. The paper's ARDM U-Net (28x28, 256 channels, 4 blocks, marginal head 784 -> 4096 -> 4096 -> 1):
    forward and stage-1 train step at batch 16 and 128 (seconds; GFLOP/s from XLA's compiled cost
    analysis against the matmul peak measured in the same run; compiled memory analysis), and the
-   MaM-vs-AO-ARM query time at D = 784. ``--part unet`` runs only this part and writes
+   MaM-vs-AO-ARM query time at D = 784 (``--train-batches 16``: the train step at batch 16 only, where
+   batch 128's would not fit the time at hand). ``--part unet`` runs only this part and writes
    ``results/marginal_networks.json`` (rendered into docs/marginal_networks.md by
    ``python -m reproduce.readme docs/marginal_networks.md``).
 """
@@ -111,8 +112,9 @@ class _Budget:
 
 
 def _compiled_run(fn, args, reps: int, label: str, budget: _Budget | None = None, mem_fraction: float = 0.5,
-                  flops_hint: float = 0.0) -> dict:
-    """Compiles ``fn`` ahead of time, reads XLA's FLOP count and memory, then times ``reps`` calls.
+                  flops_hint: float = 0.0, warmup: int = 0) -> dict:
+    """Compiles ``fn`` ahead of time, reads XLA's FLOP count and memory, then times ``reps`` calls
+    after ``warmup`` untimed ones (the result's ``reps`` and ``warmup`` say how many ran).
 
     Compilation is timed apart (never in ``sec``). A call whose compiled footprint (arguments +
     outputs + temporaries) exceeds ``mem_fraction`` of the available memory, or whose estimated
@@ -120,10 +122,11 @@ def _compiled_run(fn, args, reps: int, label: str, budget: _Budget | None = None
     batch, the estimate is made before compiling, and a refused call is not compiled either).
     """
     budget = budget or _Budget()
-    refused = budget.refuse(flops_hint, reps)
+    refused = budget.refuse(flops_hint, reps + warmup)
     if refused:
         return {"label": label, "flops": flops_hint, "compile_sec": None, "xla_bytes": None, "temp_bytes": None,
-                "sec": None, "skipped": refused + " (FLOPs scaled from the smaller batch; not compiled)"}
+                "sec": None, "reps": 0, "warmup": 0,
+                "skipped": refused + " (FLOPs scaled from the smaller batch; not compiled)"}
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_sec = time.perf_counter() - t0
@@ -135,27 +138,38 @@ def _compiled_run(fn, args, reps: int, label: str, budget: _Budget | None = None
     flops = float(cost.get("flops", 0.0))
     out = {"label": label, "flops": flops, "compile_sec": compile_sec, "xla_bytes": need,
            "temp_bytes": float(getattr(mem, "temp_size_in_bytes", 0) or 0) if mem else 0.0, "sec": None,
-           "skipped": None}
+           "reps": 0, "warmup": 0, "skipped": None}
     if need > mem_fraction * _available_bytes():
         out["skipped"] = f"skipped: needs {need / 2**30:.1f} GiB, {_available_bytes() / 2**30:.1f} GiB available"
         return out
-    out["skipped"] = budget.refuse(flops, reps)
+    out["skipped"] = budget.refuse(flops, reps + warmup)
     if out["skipped"]:
         return out
+    for _ in range(warmup):
+        jax.block_until_ready(compiled(*args))
     times = []
     for _ in progress.bar(range(reps), desc=label):
         t = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t)
     out["sec"] = float(np.median(times))
+    out["reps"], out["warmup"] = len(times), warmup
     if flops:
         budget.rate = flops / out["sec"]
     return out
 
 
 def unet_cost(batches=(16, 128), ch: int = 256, num_res_blocks: int = 4, marg_hidden: int = 4096,
-              reps=(3, 1), budget: _Budget | None = None) -> list[dict]:
-    """Forward (both heads) and stage-1 AO-ARM train step of the U-Net at each batch size."""
+              reps=(3, 1), budget: _Budget | None = None, warmup=None, train_batches=None) -> list[dict]:
+    """Forward (both heads) and stage-1 AO-ARM train step of the U-Net at each batch size.
+
+    ``reps`` / ``warmup``: timed / untimed calls per batch size (warmup None: none). ``train_batches``:
+    the batch sizes whose train step is timed (None: all); at the others the row says it was not run.
+    """
+    if len(reps) != len(batches) or (warmup is not None and len(warmup) != len(batches)):
+        raise ValueError(f"`reps` {reps} and `warmup` {warmup} need one entry per batch size of {batches}.")
+    warmup = (0,) * len(batches) if warmup is None else tuple(warmup)
+    train_batches = set(batches if train_batches is None else train_batches)
     nets = unet.make_unet_nets(jax.random.key(0), 28, 2, ch=ch, num_res_blocks=num_res_blocks,
                                marg_hidden=marg_hidden)
     step, state = experiment.arm_stage(nets, lr=1e-4, clip=100.0)
@@ -165,13 +179,20 @@ def unet_cost(batches=(16, 128), ch: int = 256, num_res_blocks: int = 4, marg_hi
         return nets.cond_apply(params["conditional"], x, mask), nets.marg_apply(params["marginal"], x, mask)
 
     rows, prev = [], {}
-    for b, r in zip(batches, reps):
+    for b, r, w in zip(batches, reps, warmup):
         x = jax.random.bernoulli(jax.random.key(b), 0.5, (b, 784)).astype(jnp.int32)
         mask = experiment.random_subsets(jax.random.key(b + 1), b, 784)
         for what, fn, args in (("forward", forward, (nets.params, x, mask)),
                                ("train step (stage 1)", raw_step, (state, x, jax.random.key(3)))):
             hint = prev[what][0] * b / prev[what][1] if what in prev else 0.0  # FLOPs grow with the batch
-            row = dict(_compiled_run(fn, args, r, f"{what} b{b}", budget, flops_hint=hint), batch=b, what=what)
+            if what != "forward" and b not in train_batches:
+                rows.append({"label": f"{what} b{b}", "flops": hint, "compile_sec": None, "xla_bytes": None,
+                             "temp_bytes": None, "sec": None, "reps": 0, "warmup": 0, "batch": b, "what": what,
+                             "skipped": f"not run (--train-batches {' '.join(map(str, sorted(train_batches)))}; "
+                                        "GFLOP scaled from the smaller batch)"})
+                continue
+            row = dict(_compiled_run(fn, args, r, f"{what} b{b}", budget, flops_hint=hint, warmup=w),
+                       batch=b, what=what)
             prev[what] = (row["flops"], b)
             rows.append(row)
     return rows
@@ -211,7 +232,7 @@ def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def unet_part(quick: bool = False, write: bool = True, max_seconds: float = 330.0) -> str:
+def unet_part(quick: bool = False, write: bool = True, max_seconds: float = 330.0, train_batches=None) -> str:
     """Part 4: the U-Net's cost and the MaM-vs-AO-ARM query at D = 784; writes results/marginal_networks.json.
 
     The cost table gets ``max_seconds`` of wall time from its start (network set-up and compilation
@@ -227,13 +248,16 @@ def unet_part(quick: bool = False, write: bool = True, max_seconds: float = 330.
     query = unet_query(**size, num_subsets=4 if quick else 16, direct_subsets=0, reps=3 if quick else 1)
     budget = _Budget(max_seconds)
     budget.rate = query["cond_flops"] / query["cond_call_sec"]
-    cost = unet_cost((2, 4) if quick else (16, 128), reps=(2, 1) if quick else (1, 1), budget=budget, **size)
+    # Warm-up call at the small batch only: a second batch-128 call would double the largest cost; by then the
+    # process's thread pools and allocator are warm and the AOT-compiled executable needs no further compilation.
+    cost = unet_cost((2, 4) if quick else (16, 128), reps=(2, 1) if quick else (1, 1), warmup=(1, 0),
+                     budget=budget, train_batches=train_batches, **size)
     # A direct 784-call query costs 784 rows per subset (~40 s for one subset at 32 channels here): not in --quick.
     small = None if quick else unet_query(ch=32, num_res_blocks=1, marg_hidden=256, num_subsets=1, direct_subsets=1)
     peak_mib = peak_rss_mib()
     load_after = _load()
     gflops = lambda r: None if r["sec"] is None else r["flops"] / r["sec"] / 1e9
-    rows = [[r["what"], r["batch"], r["flops"] / 1e9, r["skipped"] or r["sec"],
+    rows = [[r["what"], r["batch"], r["flops"] / 1e9, r["skipped"] or r["sec"], r["warmup"], r["reps"],
              "-" if r["sec"] is None else gflops(r), "-" if r["sec"] is None else gflops(r) / peak,
              "-" if r["compile_sec"] is None else r["compile_sec"],
              "-" if r["xla_bytes"] is None else r["xla_bytes"] / 2**30] for r in cost]
@@ -248,7 +272,8 @@ def unet_part(quick: bool = False, write: bool = True, max_seconds: float = 330.
     tables = [
         rc.table(f"{name}: one call, float32, {jax.devices()[0].platform}; matmul peak measured in the same run: "
                  f"{peak:.0f} GFLOP/s ({n_peak}^2 jit matmul)",
-                 ["computation", "batch", "GFLOP (XLA)", "seconds", "GFLOP/s", "of matmul peak", "compile s",
+                 ["computation", "batch", "GFLOP (XLA)", "seconds", "warm-up calls", "timed calls", "GFLOP/s",
+                  "of matmul peak", "compile s",
                   "XLA memory GiB"], rows),
         rc.table("Scoring random subsets at D = 784: MaM (1 marginal-network call) vs AO-ARM (784 conditional "
                  "calls per subset)",
@@ -267,8 +292,9 @@ def unet_part(quick: bool = False, write: bool = True, max_seconds: float = 330.
              "only) checks the estimate against a direct chain-rule query with its 784 rows batched in one call.",
              f"Peak resident memory of the benchmark process: {peak_mib:.0f} MiB (ru_maxrss)."]
     if write and not quick:  # --quick sizes are a smoke run, not results
+        tb = "" if train_batches is None else " --train-batches " + " ".join(map(str, train_batches))
         rc.write_results("marginal_networks",
-                         command=f"python benchmarks/marginal_bench.py --part unet --max-seconds {max_seconds:g}",
+                         command=f"python benchmarks/marginal_bench.py --part unet --max-seconds {max_seconds:g}{tb}",
                          title="The MaM paper's networks on this CPU: U-Net cost and marginal-query time",
                          budget="timing runs, 1-3 calls per cell after ahead-of-time compilation",
                          seeds=[0], tables=tables, notes=notes,
@@ -343,10 +369,12 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--part", choices=["all", "unet"], default="all",
                     help="'unet': only part 4 (writes results/marginal_networks.json unless --quick)")
+    ap.add_argument("--train-batches", type=int, nargs="+", default=None,
+                    help="part 4: batch sizes whose train step is timed (default: all, i.e. 16 and 128)")
     ap.add_argument("--max-seconds", type=float, default=330.0,
                     help="part 4: wall seconds of the U-Net cost table; calls estimated to overrun it are skipped")
     a = ap.parse_args()
     if a.part == "unet":
-        print(unet_part(quick=a.quick, max_seconds=a.max_seconds))
+        print(unet_part(quick=a.quick, max_seconds=a.max_seconds, train_batches=a.train_batches))
     else:
         main(quick=a.quick)
