@@ -28,6 +28,7 @@ from jax.experimental import checkify
 Array = jax.Array
 PRNGKey = jax.Array
 Schedule = Callable[[Array], Array]
+UNROLL = 8
 
 __all__ = [
     "is_concrete",
@@ -38,6 +39,8 @@ __all__ = [
     "check_rate",
     "mask_by_rate",
     "mask_by_count",
+    "selection_mask",
+    "selection_masks",
     "random_ordering",
     "ordering_mask",
     "ordering_subsets",
@@ -173,6 +176,20 @@ def mask_by_rate(key: PRNGKey, num_dims: int, rate) -> Array:
     return jax.random.uniform(key, (num_dims,)) >= rate
 
 
+def _check_count(num_dims, num_hidden) -> int:
+    """Checked ``num_dims``; ``num_hidden`` an integer in [0, D] (eagerly, or by checkify when traced)."""
+    num_dims = _check_dim(num_dims)
+    if _is_concrete(num_hidden):
+        n = np.asarray(num_hidden)
+        if not np.issubdtype(n.dtype, np.integer):
+            raise TypeError(f"`num_hidden` must be an integer; got dtype {n.dtype}.")
+        if np.any(n < 0) or np.any(n > num_dims):
+            raise ValueError(f"`num_hidden` must lie in [0, {num_dims}]; got {num_hidden!r}.")
+    else:
+        _traced_check((num_hidden >= 0) & (num_hidden <= num_dims), f"`num_hidden` must lie in [0, {num_dims}].")
+    return num_dims
+
+
 def mask_by_count(key: PRNGKey, num_dims: int, num_hidden) -> Array:
     """A uniformly random mask with exactly ``num_hidden`` hidden coordinates.
 
@@ -184,17 +201,44 @@ def mask_by_count(key: PRNGKey, num_dims: int, num_hidden) -> Array:
     Returns:
       ``[D] bool``, True = observed, with ``sum(~mask) == num_hidden``.
     """
-    num_dims = _check_dim(num_dims)
-    if _is_concrete(num_hidden):
-        n = np.asarray(num_hidden)
-        if not np.issubdtype(n.dtype, np.integer):
-            raise TypeError(f"`num_hidden` must be an integer; got dtype {n.dtype}.")
-        if np.any(n < 0) or np.any(n > num_dims):
-            raise ValueError(f"`num_hidden` must lie in [0, {num_dims}]; got {num_hidden!r}.")
-    else:
-        _traced_check((num_hidden >= 0) & (num_hidden <= num_dims), f"`num_hidden` must lie in [0, {num_dims}].")
+    num_dims = _check_count(num_dims, num_hidden)
     ordering = random_ordering(key, num_dims)
     return ordering_mask(ordering, num_dims - num_hidden)
+
+
+def selection_mask(key: PRNGKey, num_dims: int, num_hidden) -> Array:
+    """:func:`mask_by_count`'s distribution without a sort: selection sampling (Knuth's Algorithm S).
+
+    Coordinate ``j`` is hidden with probability ``(num_hidden - c_j) / (D - j)``, ``c_j`` the number
+    hidden before it; every subset of the size is equally likely and the count is exact (the
+    probability reaches 1 or 0 once the remaining slots force it). One uniform per coordinate and a
+    ``D``-step scan: on XLA's CPU backend a sort per mask (``jax.random.permutation``) cost 3.5x
+    (D = 50) to 8x (D = 200) more for the ``D x 20`` masks of a cumulative estimate. Not the same
+    masks as :func:`mask_by_count` for the same key; arguments and result as there.
+    """
+    num_dims = _check_count(num_dims, num_hidden)
+    return selection_masks(jax.random.uniform(key, (num_dims,)), num_hidden)
+
+
+def selection_masks(u: Array, num_hidden) -> Array:
+    """The masks of :func:`selection_mask` from its uniforms ``u [..., D]`` in ``[0, 1)``, batched.
+
+    ``num_hidden`` broadcasts against ``u.shape[:-1]`` (ints in [0, D]; not checked here). One scan
+    over ``D``, every mask of the batch one lane of each step.
+    """
+    num_dims = u.shape[-1]
+    need0 = jnp.broadcast_to(jnp.asarray(num_hidden, jnp.int32), u.shape[:-1])
+    remaining = (num_dims - jnp.arange(num_dims)).astype(u.dtype)  # slots left at j, >= 1
+
+    def step(count, xs):
+        u_j, left = xs
+        # need / left is exactly 1 (or 0) when the rest is forced, and u < 1 always: exact count.
+        hide = u_j < (need0 - count).astype(u.dtype) / left
+        return count + hide.astype(jnp.int32), hide
+
+    _, hidden = jax.lax.scan(step, jnp.zeros(u.shape[:-1], jnp.int32), (jnp.moveaxis(u, -1, 0), remaining),
+                             unroll=UNROLL)
+    return ~jnp.moveaxis(hidden, 0, -1)
 
 
 def random_ordering(key: PRNGKey, num_dims: int) -> Array:

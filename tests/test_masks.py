@@ -141,3 +141,32 @@ def test_num_hidden_at_is_the_exact_schedule():
         np.testing.assert_array_equal(np.asarray(got), table)
         exact = [int(np.floor(n * np.cos(np.pi * (s + 1) / (2 * t)) + 1e-9)) for s in range(t)]
         assert table.tolist() == exact
+
+
+@pytest.mark.parametrize("d", [1, 5, 13])
+def test_selection_mask_hides_exactly_n_for_every_count(d):
+    keys = jax.random.split(jax.random.key(d), d + 1)
+    m = jax.vmap(masks.selection_mask, in_axes=(0, None, 0))(keys, d, jnp.arange(d + 1))
+    np.testing.assert_array_equal(np.asarray((~m).sum(-1)), np.arange(d + 1))
+    # the batched form from the same uniforms gives the same masks
+    u = jax.vmap(lambda k: jax.random.uniform(k, (d,)))(keys)
+    np.testing.assert_array_equal(np.asarray(masks.selection_masks(u, jnp.arange(d + 1))), np.asarray(m))
+
+
+def test_selection_mask_is_uniform_over_subsets():
+    """Chi-square over all C(5, 2) = 10 subsets from 20,000 draws (p-value above 1e-4)."""
+    from scipy import stats
+
+    n = 20000
+    m = jax.vmap(masks.selection_mask, in_axes=(0, None, None))(jax.random.split(jax.random.key(0), n), 5, 2)
+    codes = np.asarray((~m).astype(np.int32)) @ (1 << np.arange(5))
+    _, counts = np.unique(codes, return_counts=True)
+    assert counts.size == 10
+    assert stats.chisquare(counts).pvalue > 1e-4
+
+
+def test_selection_mask_bad_count():
+    with pytest.raises(ValueError, match="`num_hidden`"):
+        masks.selection_mask(jax.random.key(0), 4, 5)
+    with pytest.raises(TypeError, match="`num_hidden`"):
+        masks.selection_mask(jax.random.key(0), 4, 1.5)

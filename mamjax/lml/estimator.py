@@ -268,9 +268,18 @@ def mpt_masks(num_dims: int, num_masks_per_rate: int, num_hidden, exact: bool | 
 
 def _sample_masks_impl(key: PRNGKey, num_dims: int, num_hidden: Array, k: int) -> Array:
     """``[R, K, D]`` uniformly random masks with exactly ``num_hidden[r]`` hidden."""
-    keys = jax.random.split(key, (num_hidden.shape[0], k))
-    by_count = jax.vmap(masks_lib.mask_by_count, in_axes=(0, None, None))  # over K
-    return jax.vmap(by_count, in_axes=(0, None, 0))(keys, num_dims, num_hidden)  # over R
+    return _masks_of_keys(jax.random.split(key, (num_hidden.shape[0], k)), num_dims, num_hidden)
+
+
+def _masks_of_keys(keys: Array, num_dims: int, num_hidden: Array) -> Array:
+    """``[R, K, D]`` masks, ``keys[r, j]`` giving a uniform mask with ``num_hidden[r]`` hidden.
+
+    Selection sampling (:func:`mamjax.masks.selection_masks`), not a sort per mask: drawing the
+    ``D * K`` masks of a cumulative estimate through ``jax.random.permutation`` took 131 ms of a
+    ~175 ms batch-mean estimate at D = 200, K = 20 on a 2-core CPU; selection sampling 16-19 ms.
+    """
+    u = jax.vmap(jax.vmap(lambda kk: jax.random.uniform(kk, (num_dims,))))(keys)  # [R, K, D]
+    return masks_lib.selection_masks(u, num_hidden[:, None])
 
 
 _sample_masks = jax.jit(_sample_masks_impl, static_argnums=(1, 3))
@@ -311,9 +320,7 @@ def _sample_masks_valid(key: PRNGKey, num_dims: int, num_hidden: Array, k: int, 
     flat = jax.random.split(key, r * k)
     j = jnp.arange(k)[None, :]
     idx = jnp.arange(r)[:, None] * num_valid + jnp.where(j < num_valid, j, 0)
-    keys = flat[idx]  # [R, k]
-    by_count = jax.vmap(masks_lib.mask_by_count, in_axes=(0, None, None))  # over K
-    return jax.vmap(by_count, in_axes=(0, None, 0))(keys, num_dims, num_hidden)  # over R
+    return _masks_of_keys(flat[idx], num_dims, num_hidden)  # keys [R, k]
 
 
 def _chunked_scores(cond_logpdf: CondLogpdf, x: Array, masks: Array, chunk: int) -> Array:
