@@ -16,6 +16,11 @@ estimate plus one optax Adam update):
 * ``low-rank``: :func:`mamjax.lml.lowrank_mpt` (latent posterior / Woodbury, every mask in one product);
 * ``ordering``: :func:`mamjax.lml.ordering_mpt`, the general-Gaussian route (any covariance; one
   Cholesky per random ordering gives a mask of every size, so ``k`` orderings = ``k`` masks per size);
+* ``low-rank mean`` / ``ordering mean``: :func:`mamjax.lml.moments.lowrank_mpt_mean` /
+  :func:`~mamjax.lml.moments.ordering_mpt_mean`, the same masks and the batch mean of the two routes
+  above from the batch's second moment (a Gaussian's mask score is a quadratic form, so its batch
+  mean needs ``mean_n xc_n xc_n^T`` only). The official estimate and loss are batch means too, so
+  these return what the official loop returns; the per-example routes return ``[N]`` estimates;
 * ``full-cov``: :func:`mamjax.lml.gaussian_mpt` (one batched Cholesky per chunk of masks) and
   ``general``: :func:`mamjax.lml.cumulative_mpt` with :func:`mamjax.lml.mvn_conditional_logpdf`
   (per-mask Cholesky, the official algorithm), only where ``D * k <= 50`` (they are slow).
@@ -49,6 +54,7 @@ import optax
 from benchmarks.common import table
 from mamjax import lml
 from mamjax.lml import estimator as est
+from mamjax.lml import moments
 from mamjax.lml.ordering import ordering_masks, ordering_mpt
 
 NOISE_VAR = 0.2
@@ -58,6 +64,7 @@ SLOW_ROUTES_MAX_DK = 50
 LONG_CALL_S = 2.0  # an official call this long: its warm-up call is a sample, no agreement re-runs
 ROUND_S = 0.02
 OFFICIAL_BUDGET_S = 12.0  # per official function and cell: fewer rounds when one call is long
+ROUTES = ("low-rank", "low-rank mean", "ordering", "ordering mean", "full-cov", "general")
 
 
 def _problem(d: int):
@@ -75,12 +82,17 @@ def _estimate_fn(route: str, k: int):
     if route == "full-cov":
         return lambda w, x, key: lml.gaussian_mpt(x, key, k, jnp.zeros(w.shape[0], w.dtype), lml.ppca_cov(w, NOISE_VAR),
                                                   exact=False).value
+    if route == "low-rank mean":
+        return lambda w, x, key: moments.lowrank_mpt_mean(x, key, k, w, NOISE_VAR, exact=False).value
+    if route == "ordering mean":
+        return lambda w, x, key: moments.ordering_mpt_mean(x, key, k, jnp.zeros(w.shape[0], w.dtype),
+                                                           lml.ppca_cov(w, NOISE_VAR)).value
     if route == "general":
         def f(w, x, key):
             cond = lml.mvn_conditional_logpdf(jnp.zeros(w.shape[0], w.dtype), lml.ppca_cov(w, NOISE_VAR))
             return lml.cumulative_mpt(cond, x, key, k, exact=False).value
         return f
-    raise ValueError(f"`route` must be 'low-rank', 'ordering', 'full-cov' or 'general'; got {route!r}.")
+    raise ValueError(f"`route` must be one of {ROUTES}; got {route!r}.")
 
 
 def _route_masks(route: str, d: int, k: int, key) -> np.ndarray:
@@ -234,7 +246,7 @@ def measure(dims, ks, reps: int = 5, progress=None) -> tuple[list, list]:
         threads = None if torch is None else _faster_threads(torch, _official_fns(torch, w, x, ks[0])[0])
         for k in ks:
             key = jax.random.key(0)
-            routes = ["low-rank", "ordering"] + (["full-cov", "general"] if d * k <= SLOW_ROUTES_MAX_DK else [])
+            routes = list(ROUTES[:4]) + (list(ROUTES[4:]) if d * k <= SLOW_ROUTES_MAX_DK else [])
             fns, values = {}, {}
             for route in routes:
                 f = jax.jit(_estimate_fn(route, k))
@@ -259,7 +271,7 @@ def measure(dims, ks, reps: int = 5, progress=None) -> tuple[list, list]:
                 print(rows[-1], flush=True)
             long = torch is not None and off[0] > LONG_CALL_S
             checks.append(_agreement(torch, d, k, w, x, key, truth, values,
-                                     None if torch is None else off_same, long))
+                                     None if torch is None else off_same, long) + _mean_routes_agree(values))
             print(checks[-1], flush=True)
             if progress is not None:
                 progress.update()
@@ -279,6 +291,12 @@ def _agreement(torch, d, k, w, x, key, truth, values, off_same, long: bool) -> l
     return row + [f"{own - truth:+.3f} ({(own - truth) / sd:+.1f} sd)", f"{same['low-rank']:.1e}", f"{same['ordering']:.1e}"]
 
 
+def _mean_routes_agree(values) -> list:
+    """|batch-mean route - mean of its per-example route| (same masks): the moment form is exact."""
+    return [f"{abs(values['low-rank mean'] - values['low-rank']):.1e}",
+            f"{abs(values['ordering mean'] - values['ordering']):.1e}"]
+
+
 def _ms(t) -> str:
     return "torch not installed" if t is None else f"{t * 1e3:,.1f}"
 
@@ -291,7 +309,8 @@ TIMING_HEADERS = ["D", "masks/size", "route", "ours: estimate (ms)", "ours: trai
                   "official: estimate (ms)", "official: train step (ms)", "estimate speed-up", "train-step speed-up",
                   "official reps (est/step)", "torch threads"]
 CHECK_HEADERS = ["D", "masks/size", "low-rank - LML (nats)", "ordering - LML", "sd of low-rank over 8 keys",
-                 "official own masks - LML", "|official - low-rank|, same masks", "|official - ordering|, same masks"]
+                 "official own masks - LML", "|official - low-rank|, same masks", "|official - ordering|, same masks",
+                 "|low-rank mean - low-rank|", "|ordering mean - ordering|"]
 
 
 def main(quick: bool = False, write: bool = False) -> str:

@@ -167,6 +167,17 @@ def chunk_for(chunk_size, batch: int, per_mask_width: int, num_masks: int) -> in
     raise ValueError(f"`chunk_size` must be 'auto' or a positive int; got {chunk_size!r}.")
 
 
+def check_lowrank(num_dims: int, w, psi, mean) -> tuple[Array, Array, Array]:
+    """``(w [D, K], psi [D] > 0, mean [D])`` checked and broadcast; ``mean=None`` is zero."""
+    w = jnp.asarray(w)
+    if w.ndim != 2 or w.shape[0] != num_dims:
+        raise ValueError(f"`w` must have shape [D={num_dims}, K]; got {tuple(w.shape)}.")
+    psi = jnp.broadcast_to(jnp.asarray(psi, w.dtype), (num_dims,))
+    check_positive(psi, "psi")
+    mean = jnp.zeros(num_dims, w.dtype) if mean is None else jnp.broadcast_to(jnp.asarray(mean, w.dtype), (num_dims,))
+    return w, psi, mean
+
+
 def _check_x(x) -> Array:
     x = jnp.asarray(x)
     if x.ndim not in (1, 2):
@@ -223,11 +234,6 @@ def lowrank_mpt(x: Array, key: jax.Array, num_masks_per_rate: int, w: Array, psi
     """
     x = _check_x(x)
     num_dims = x.shape[-1]
-    w = jnp.asarray(w)
-    if w.ndim != 2 or w.shape[0] != num_dims:
-        raise ValueError(f"`w` must have shape [D={num_dims}, K]; got {tuple(w.shape)}.")
-    psi = jnp.broadcast_to(jnp.asarray(psi, w.dtype), (num_dims,))
-    check_positive(psi, "psi")
-    mean = jnp.zeros(num_dims, w.dtype) if mean is None else jnp.broadcast_to(jnp.asarray(mean, w.dtype), (num_dims,))
+    w, psi, mean = check_lowrank(num_dims, w, psi, mean)
     return run_matmul_route(lowrank_mask_scores, x, key, num_masks_per_rate, (w, psi), mean, rates, num_hidden, exact,
                             chunk_size, 2 * w.shape[1] + 1)

@@ -138,6 +138,18 @@ _ordering_estimate_jit = jax.jit(_ordering_estimate, static_argnums=(2,))
 _padded_estimate_jit = jax.jit(_padded_estimate, static_argnums=(2,))
 
 
+def check_ordering_args(num_dims: int, num_orderings, mean, cov) -> tuple[Array, Array]:
+    """``num_orderings`` a positive int; ``(mean [D], cov [D, D])`` checked and broadcast."""
+    if isinstance(num_orderings, bool) or not isinstance(num_orderings, int) or num_orderings < 1:
+        raise ValueError(f"`num_orderings` must be a positive int; got {num_orderings!r}.")
+    d = num_dims
+    cov = jnp.asarray(cov)
+    if cov.shape != (d, d):
+        raise ValueError(f"`cov` must have shape [{d}, {d}]; got {tuple(cov.shape)}.")
+    mean = jnp.broadcast_to(jnp.asarray(mean, cov.dtype), (d,))
+    return mean, cov
+
+
 def ordering_mpt(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov: Array) -> OrderingEstimate:
     """Cumulative MPT estimate of ``log N(x; mean, cov)`` from ``num_orderings`` random orderings.
 
@@ -160,13 +172,8 @@ def ordering_mpt(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov:
     x = jnp.asarray(x)
     if x.ndim not in (1, 2):
         raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
-    if isinstance(num_orderings, bool) or not isinstance(num_orderings, int) or num_orderings < 1:
-        raise ValueError(f"`num_orderings` must be a positive int; got {num_orderings!r}.")
     d = x.shape[-1]
-    cov = jnp.asarray(cov)
-    if cov.shape != (d, d):
-        raise ValueError(f"`cov` must have shape [{d}, {d}]; got {tuple(cov.shape)}.")
-    mean = jnp.broadcast_to(jnp.asarray(mean, cov.dtype), (d,))
+    mean, cov = check_ordering_args(d, num_orderings, mean, cov)
     traced = any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves((x, key, mean, cov)))
     if traced:  # the caller's jit: its static count as is
         value, stderr = _ordering_estimate(x.reshape(-1, d), key, num_orderings, mean, cov)
