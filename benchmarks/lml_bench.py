@@ -16,8 +16,8 @@ estimate plus one optax Adam update):
 * ``low-rank``: :func:`mamjax.lml.lowrank_mpt` (latent posterior / Woodbury, every mask in one product);
 * ``ordering``: :func:`mamjax.lml.ordering_mpt`, the general-Gaussian route (any covariance; one
   Cholesky per random ordering gives a mask of every size, so ``k`` orderings = ``k`` masks per size);
-* ``low-rank mean`` / ``ordering mean``: :func:`mamjax.lml.moments.lowrank_mpt_mean` /
-  :func:`~mamjax.lml.moments.ordering_mpt_mean`, the same masks and the batch mean of the two routes
+* ``low-rank mean`` / ``ordering mean``: :func:`mamjax.lml.lowrank_mpt_mean` /
+  :func:`~mamjax.lml.ordering_mpt_mean`, the same masks and the batch mean of the two routes
   above from the batch's second moment (a Gaussian's mask score is a quadratic form, so its batch
   mean needs ``mean_n xc_n xc_n^T`` only). The official estimate and loss are batch means too, so
   these return what the official loop returns; the per-example routes return ``[N]`` estimates;
@@ -54,7 +54,6 @@ import optax
 from benchmarks.common import table
 from mamjax import lml
 from mamjax.lml import estimator as est
-from mamjax.lml import moments
 from mamjax.lml.ordering import ordering_masks, ordering_mpt
 
 NOISE_VAR = 0.2
@@ -83,9 +82,9 @@ def _estimate_fn(route: str, k: int):
         return lambda w, x, key: lml.gaussian_mpt(x, key, k, jnp.zeros(w.shape[0], w.dtype), lml.ppca_cov(w, NOISE_VAR),
                                                   exact=False).value
     if route == "low-rank mean":
-        return lambda w, x, key: moments.lowrank_mpt_mean(x, key, k, w, NOISE_VAR, exact=False).value
+        return lambda w, x, key: lml.lowrank_mpt_mean(x, key, k, w, NOISE_VAR, exact=False).value
     if route == "ordering mean":
-        return lambda w, x, key: moments.ordering_mpt_mean(x, key, k, jnp.zeros(w.shape[0], w.dtype),
+        return lambda w, x, key: lml.ordering_mpt_mean(x, key, k, jnp.zeros(w.shape[0], w.dtype),
                                                            lml.ppca_cov(w, NOISE_VAR)).value
     if route == "general":
         def f(w, x, key):
