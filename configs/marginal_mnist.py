@@ -53,6 +53,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.unet.ch = 256
     c.unet.num_res_blocks = 4
     c.unet.marg_hidden = 4096
+    c.unet.remat = False            # rematerialise every block in the backward pass (memory for compute)
     c.arm_steps = 1000
     c.mam_steps = 1000
     c.batch_size = 128              # global batch of both stages (split over the data mesh)

@@ -50,7 +50,8 @@ def _make_nets(config, key, side: int):
 
     if config.backbone == "unet":
         u = config.unet
-        return unet.make_unet_nets(key, side, 2, ch=u.ch, num_res_blocks=u.num_res_blocks, marg_hidden=u.marg_hidden)
+        return unet.make_unet_nets(key, side, 2, ch=u.ch, num_res_blocks=u.num_res_blocks, marg_hidden=u.marg_hidden,
+                                   remat=u.remat)
     return experiment.make_nets(key, side * side, 2, backbone=config.backbone, width=config.width,
                                 depth=config.depth, num_heads=config.num_heads)
 

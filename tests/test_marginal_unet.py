@@ -4,6 +4,7 @@ stages through ``experiment.arm_stage`` / ``mam_stage``; the paper-sized ``mnist
 data-parallel train step per stage at a tiny batch (slow)."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -155,3 +156,57 @@ def test_pooled_transformer_marginal_head_shapes():
     out = jax.jit(apply)(params, x, jnp.arange(12)[None] < jnp.array([[0], [5], [12]]))
     assert out.shape == (3,) and np.all(np.isfinite(out))
     assert params["head"]["layers"][0]["kernel"].shape == (16, 64)  # dim -> 4 dim, as 768 -> 3072
+
+
+def _has_remat(jaxpr: str) -> bool:
+    return re.search(r"\bremat\w*\[", jaxpr) is not None  # the primitive of jax.checkpoint / nnx.remat
+
+
+def test_rematerialised_block_gives_the_same_values_and_gradients():
+    from flax import nnx
+
+    res, attn = unet._ResBlock(32, 32, 16, nnx.Rngs(0)), unet._Attention(32, nnx.Rngs(1))
+    h = jax.random.normal(jax.random.key(2), (2, 3, 3, 32))
+    temb = jax.random.normal(jax.random.key(3), (2, 16))
+    (r_def, r_state), (a_def, a_state) = nnx.split(res), nnx.split(attn)
+    r_state = jax.tree.map(lambda p: p + 0.05 * jnp.cos(jnp.arange(p.size).reshape(p.shape)), r_state)
+    a_state = jax.tree.map(lambda p: p + 0.05 * jnp.sin(jnp.arange(p.size).reshape(p.shape)), a_state)
+
+    def loss(states, remat):
+        out = unet._run_block(remat, nnx.merge(r_def, states[0]), nnx.merge(a_def, states[1]), h, temb)
+        return jnp.sum(jnp.tanh(out))
+
+    jaxprs = [str(jax.make_jaxpr(loss, static_argnums=1)((r_state, a_state), r)) for r in (False, True)]
+    assert not _has_remat(jaxprs[0]) and _has_remat(jaxprs[1])  # remat really applied
+    vg = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+    (v0, g0), (v1, g1) = (vg((r_state, a_state), r) for r in (False, True))
+    np.testing.assert_allclose(float(v1), float(v0), rtol=1e-6)
+    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g0))
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g0)):  # to float32 rounding of a refusion
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-4 * scale
+
+
+@pytest.mark.slow  # ~20 s of CPU, most of it compiling two U-Net gradients
+def test_remat_gives_the_same_values_and_gradients():
+    """``remat=True`` recomputes block activations in the backward pass: same numbers (tiny U-Net)."""
+    side, d = 4, 16
+    x = jax.random.bernoulli(jax.random.key(1), 0.5, (2, d)).astype(jnp.int32)
+    mask = jax.random.bernoulli(jax.random.key(2), 0.5, (2, d))
+    out = []
+    for remat in (False, True):
+        cond_apply, marg_apply, params = unet.make_unet_pair(jax.random.key(0), side, 2, ch=32, num_res_blocks=1,
+                                                              marg_hidden=8, remat=remat)
+        leaves, tree = jax.tree.flatten(params)  # perturb: zero-initialised layers would hide differences
+        keys = jax.random.split(jax.random.key(3), len(leaves))
+        params = jax.tree.unflatten(tree, [p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+
+        def loss(p):
+            return jnp.sum(jax.nn.log_softmax(cond_apply(p, x, mask))[..., 1]) + jnp.sum(marg_apply(p, x, mask))
+
+        assert _has_remat(str(jax.make_jaxpr(loss)(params))) == remat
+        out.append(jax.jit(jax.value_and_grad(loss))(params))
+    np.testing.assert_allclose(float(out[1][0]), float(out[0][0]), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(out[1][1]), jax.tree.leaves(out[0][1])):  # to float32 rounding of a refusion
+        assert np.max(np.abs(np.asarray(a) - np.asarray(b))) <= 1e-3 * np.max(np.abs(np.asarray(b))) + 1e-6
+    with pytest.raises(ValueError, match="`remat`"):
+        unet.make_unet_pair(jax.random.key(0), side, 2, ch=32, num_res_blocks=1, marg_hidden=8, remat="yes")

@@ -85,8 +85,23 @@ class _Attention(nnx.Module):
         return x + self.out(a.reshape(b, h, w, c))
 
 
+def _block(res: _ResBlock, attn: _Attention, h: Array, temb: Array) -> Array:
+    return attn(res(h, temb))
+
+
+# Rematerialised block: the backward pass recomputes its activations instead of storing them
+# (the attention's [B, HW, HW] weights dominate: a batch-128 train step at paper size needs 32 GiB
+# stored, over this project's 24 GiB CPU machines).
+_block_remat = nnx.remat(_block)
+
+
+def _run_block(remat: bool, res, attn, h, temb):
+    return (_block_remat if remat else _block)(res, attn, h, temb)
+
+
 class _Decoder(nnx.Module):
-    def __init__(self, ch: int, num_blocks: int, temb_dim: int, out_ch: int, rngs: nnx.Rngs):
+    def __init__(self, ch: int, num_blocks: int, temb_dim: int, out_ch: int, rngs: nnx.Rngs, remat: bool = False):
+        self.remat = remat
         self.res = nnx.List([_ResBlock(2 * ch, ch, temb_dim, rngs) for _ in range(num_blocks + 1)])
         self.attn = nnx.List([_Attention(ch, rngs) for _ in range(num_blocks + 1)])
         self.norm = nnx.GroupNorm(ch, num_groups=32, epsilon=1e-6, rngs=rngs)
@@ -95,7 +110,7 @@ class _Decoder(nnx.Module):
     def __call__(self, h: Array, skips: list, temb: Array) -> Array:
         skips = list(skips)
         for res, attn in zip(self.res, self.attn):
-            h = attn(res(jnp.concatenate([h, skips.pop()], axis=-1), temb))
+            h = _run_block(self.remat, res, attn, jnp.concatenate([h, skips.pop()], axis=-1), temb)
         return self.conv(jax.nn.silu(self.norm(h)))
 
 
@@ -103,14 +118,16 @@ class UNetTrunk(nnx.Module):
     """Encoder, middle block and conditional decoder of the ARDM U-Net (the paper's stage-1 network).
 
     Call: ``(x [B, D] int, mask [B, D] bool) -> logits [B, D, K]`` with ``D = side * side``;
-    :meth:`encode` returns what the marginal head reads.
+    :meth:`encode` returns what the marginal head reads. ``remat=True`` rematerialises every
+    residual + attention block in the backward pass (``nnx.remat``): same values and gradients,
+    activation memory of one block instead of all, one extra forward pass of compute.
     """
 
     def __init__(self, side: int = 28, num_classes: int = 2, ch: int = 256, num_res_blocks: int = 4,
-                 max_time: float = 1000.0, *, rngs: nnx.Rngs):
+                 max_time: float = 1000.0, *, rngs: nnx.Rngs, remat: bool = False):
         if ch % 32:
             raise ValueError(f"`ch` must be a multiple of 32 (GroupNorm groups); got {ch!r}.")
-        self.side, self.num_classes, self.ch, self.max_time = side, num_classes, ch, max_time
+        self.side, self.num_classes, self.ch, self.max_time, self.remat = side, num_classes, ch, max_time, remat
         temb_dim = 4 * ch
         self.t0, self.t1 = nnx.Linear(ch, temb_dim, rngs=rngs), nnx.Linear(temb_dim, temb_dim, rngs=rngs)
         self.inp = _conv(2, ch * 3 // 4, rngs)
@@ -119,7 +136,7 @@ class UNetTrunk(nnx.Module):
         self.down_attn = nnx.List([_Attention(ch, rngs) for _ in range(num_res_blocks)])
         self.mid = nnx.List([_ResBlock(ch, ch, temb_dim, rngs), _ResBlock(ch, ch, temb_dim, rngs)])
         self.mid_attn = _Attention(ch, rngs)
-        self.cond_decoder = _Decoder(ch, num_res_blocks, temb_dim, num_classes, rngs)
+        self.cond_decoder = _Decoder(ch, num_res_blocks, temb_dim, num_classes, rngs, remat)
 
     def encode(self, x: Array, mask: Array) -> tuple[Array, list, Array]:
         """``(h [B, s, s, ch], skips, temb [B, 4 ch])``: the middle block's output, the skips, the |S| embedding."""
@@ -135,7 +152,7 @@ class UNetTrunk(nnx.Module):
         h = jnp.concatenate([self.inp(img), self.embed(xo).reshape(b, s, s, -1)], axis=-1)
         skips = [h]
         for res, attn in zip(self.down, self.down_attn):
-            h = attn(res(h, temb))
+            h = _run_block(self.remat, res, attn, h, temb)
             skips.append(h)
         h = self.mid[1](self.mid_attn(self.mid[0](h, temb)), temb)
         return h, skips, temb
@@ -149,22 +166,27 @@ class MarginalHead(nnx.Module):
     """The paper's marginal head: a duplicate decoder path to one channel, then MLP D -> H -> H -> 1 (GELU)."""
 
     def __init__(self, side: int = 28, ch: int = 256, num_res_blocks: int = 4, marg_hidden: int = 4096, *,
-                 rngs: nnx.Rngs):
-        self.decoder = _Decoder(ch, num_res_blocks, 4 * ch, 1, rngs)
+                 rngs: nnx.Rngs, remat: bool = False):
+        self.decoder = _Decoder(ch, num_res_blocks, 4 * ch, 1, rngs, remat)
         self.mlp = nn_lib.MLP(side * side, [marg_hidden, marg_hidden], 1, activation="gelu", rngs=rngs)
 
     def __call__(self, h: Array, skips: list, temb: Array) -> Array:
         return self.mlp(self.decoder(h, skips, temb).reshape(h.shape[0], -1))[:, 0]
 
 
-def _build(key: PRNGKey, side: int, num_classes: int, ch: int, num_res_blocks: int, marg_hidden: int):
+def _build(key: PRNGKey, side: int, num_classes: int, ch: int, num_res_blocks: int, marg_hidden: int,
+           remat: bool = False):
     if not isinstance(side, int) or side < 1:
         raise ValueError(f"`side` must be a positive int; got {side!r}.")
     if not isinstance(num_res_blocks, int) or num_res_blocks < 1:
         raise ValueError(f"`num_res_blocks` must be a positive int; got {num_res_blocks!r}.")
     k_t, k_h = jax.random.split(key)
-    trunk_def, trunk = nnx.split(UNetTrunk(side, num_classes, ch, num_res_blocks, rngs=nnx.Rngs(params=k_t)))
-    head_def, head = nnx.split(MarginalHead(side, ch, num_res_blocks, marg_hidden, rngs=nnx.Rngs(params=k_h)))
+    if not isinstance(remat, bool):
+        raise ValueError(f"`remat` must be a bool; got {remat!r}.")
+    trunk_def, trunk = nnx.split(UNetTrunk(side, num_classes, ch, num_res_blocks, rngs=nnx.Rngs(params=k_t),
+                                           remat=remat))
+    head_def, head = nnx.split(MarginalHead(side, ch, num_res_blocks, marg_hidden, rngs=nnx.Rngs(params=k_h),
+                                            remat=remat))
 
     def cond_apply(shared, x, mask):
         return nnx.merge(trunk_def, shared)(x, mask)
@@ -176,7 +198,7 @@ def _build(key: PRNGKey, side: int, num_classes: int, ch: int, num_res_blocks: i
 
 
 def make_unet_pair(key: PRNGKey, side: int = 28, num_classes: int = 2, *, ch: int = 256, num_res_blocks: int = 4,
-                   marg_hidden: int = 4096) -> tuple[Callable, Callable, dict]:
+                   marg_hidden: int = 4096, remat: bool = False) -> tuple[Callable, Callable, dict]:
     """The U-Net as the conditional and the marginal network of a MaM, sharing the encoder.
 
     Returns:
@@ -185,7 +207,7 @@ def make_unet_pair(key: PRNGKey, side: int = 28, num_classes: int = 2, *, ch: in
       ``marg_apply(params, x, mask) -> [B]`` reads both. Stage 1 trains ``"shared"``; stage 2 trains
       ``"marginal"`` only (freeze ``"shared"`` with ``optax.multi_transform``), as the paper.
     """
-    cond, marg_from, trunk, head = _build(key, side, num_classes, ch, num_res_blocks, marg_hidden)
+    cond, marg_from, trunk, head = _build(key, side, num_classes, ch, num_res_blocks, marg_hidden, remat)
 
     def cond_apply(params, x, mask):
         return cond(params["shared"], x, mask)
@@ -197,7 +219,7 @@ def make_unet_pair(key: PRNGKey, side: int = 28, num_classes: int = 2, *, ch: in
 
 
 def make_unet_nets(key: PRNGKey, side: int = 28, num_classes: int = 2, *, ch: int = 256, num_res_blocks: int = 4,
-                   marg_hidden: int = 4096):
+                   marg_hidden: int = 4096, remat: bool = False):
     """The U-Net pair as :class:`mamjax.marginal.experiment.Nets` for ``arm_stage`` / ``mam_stage``.
 
     ``params = {"conditional": trunk, "marginal": {"shared": trunk copy, "head": head}}``. The
@@ -207,7 +229,7 @@ def make_unet_nets(key: PRNGKey, side: int = 28, num_classes: int = 2, *, ch: in
     """
     from mamjax.marginal.experiment import Nets  # experiment does not import this module: no cycle
 
-    cond, marg_from, trunk, head = _build(key, side, num_classes, ch, num_res_blocks, marg_hidden)
+    cond, marg_from, trunk, head = _build(key, side, num_classes, ch, num_res_blocks, marg_hidden, remat)
 
     def marg_apply(mp, x, mask):
         return marg_from(jax.lax.stop_gradient(mp["shared"]), mp["head"], x, mask)
