@@ -195,7 +195,21 @@ def unet_cost(batches=(16, 128), ch: int = 256, num_res_blocks: int = 4, marg_hi
                        batch=b, what=what)
             prev[what] = (row["flops"], b)
             rows.append(row)
+            if what != "forward" and (row["skipped"] or "").startswith("skipped: needs"):
+                rows.append(_remat_train_row(b, r, w, x, budget, ch, num_res_blocks, marg_hidden))
     return rows
+
+
+def _remat_train_row(b: int, reps: int, warmup: int, x, budget, ch: int, num_res_blocks: int,
+                     marg_hidden: int) -> dict:
+    """The stage-1 train step with every U-Net block rematerialised (``remat=True``), for a batch
+    whose stored activations do not fit: same step and numbers, one extra forward pass of compute."""
+    nets = unet.make_unet_nets(jax.random.key(0), 28, 2, ch=ch, num_res_blocks=num_res_blocks,
+                               marg_hidden=marg_hidden, remat=True)
+    step, state = experiment.arm_stage(nets, lr=1e-4, clip=100.0)
+    what = "train step (stage 1, remat)"
+    row = _compiled_run(step.__wrapped__, (state, x, jax.random.key(3)), reps, f"{what} b{b}", budget, warmup=warmup)
+    return dict(row, batch=b, what=what)
 
 
 def unet_query(ch: int = 256, num_res_blocks: int = 4, marg_hidden: int = 4096, num_subsets: int = 16,
@@ -283,6 +297,9 @@ def unet_part(quick: bool = False, write: bool = True, max_seconds: float = 330.
     notes = [f"Load average (1/5/15 min) {load_before} before, {load_after} after; 2 CPU cores shared with other "
              "jobs, so absolute seconds move between runs; the ratios are taken within this run.",
              "Train step = the stage-1 AO-ARM step (order-agnostic loss on the conditional network, Adam, clip 100); "
+             "where it does not fit, the 'remat' row tries the same step with every residual + attention block "
+             "rematerialised (unet remat=True: activations recomputed in the backward pass; XLA's CPU backend does "
+             "not shrink its compiled footprint, see docs/marginal_networks.md); "
              "GFLOP are XLA's count for the compiled call; XLA memory = arguments + outputs + temporaries of the "
              "compiled call (compiled memory analysis); a call needing over half the available memory, or estimated "
              f"(FLOPs at the last measured rate) to overrun the cost table's {max_seconds:.0f} s of wall time "
