@@ -36,16 +36,17 @@ def test_lowrank_mean_exact_equals_ppca_lml_and_stderr_is_that_of_the_batch_mean
     assert float(exact.stderr) == 0.0
     # Monte Carlo: the spread over keys of the batch mean matches its reported standard error.
     vals, ses = [], []
+    draw = jax.jit(lambda key: moments.lowrank_mpt_mean(x, key, 4, w, 0.3, exact=False)[:2])
     for i in range(40):
-        e = moments.lowrank_mpt_mean(x, jax.random.key(10 + i), 4, w, 0.3, exact=False)
-        vals.append(float(e.value))
-        ses.append(float(e.stderr))
+        v, se = draw(jax.random.key(10 + i))
+        vals.append(float(v))
+        ses.append(float(se))
     ratio = np.std(vals, ddof=1) / np.sqrt(np.mean(np.square(ses)))
     assert 0.7 < ratio < 1.4, ratio
 
 
 def test_lowrank_mean_gradient_equals_per_example_gradient_and_chunking_is_invisible():
-    w, x = _problem(d=9)
+    w, x = _problem(d=5, n=100)
     key = jax.random.key(5)
 
     def per(w):
@@ -54,14 +55,14 @@ def test_lowrank_mean_gradient_equals_per_example_gradient_and_chunking_is_invis
     def mean(w, chunk="auto"):
         return moments.lowrank_mpt_mean(x, key, 2, w, 0.3, exact=False, chunk_size=chunk).value
 
-    g_per, g_mean = jax.grad(per)(w), jax.grad(mean)(w)
+    g_per, g_mean = jax.jit(jax.grad(per))(w), jax.jit(jax.grad(mean))(w)
     np.testing.assert_allclose(np.asarray(g_mean), np.asarray(g_per), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(float(mean(w, 4)), float(mean(w)), rtol=1e-6)
     # inside a caller's jit (static K, no padding) the same number
     np.testing.assert_allclose(float(jax.jit(mean)(w)), float(mean(w)), rtol=1e-6)
 
 
-@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("k", [1, 3])
 def test_ordering_mean_equals_mean_of_per_example(k):
     w, x = _problem(d=8)
     cov = lml.ppca_cov(w, 0.3)
@@ -73,8 +74,8 @@ def test_ordering_mean_equals_mean_of_per_example(k):
     assert (k == 1) == bool(jnp.isinf(mean.stderr))
     jitted = jax.jit(lambda c: moments.ordering_mpt_mean(x, key, k, mu, c).value)(cov)
     np.testing.assert_allclose(float(jitted), float(mean.value), rtol=1e-5)
-    g = jax.grad(lambda c: moments.ordering_mpt_mean(x, key, k, mu, c).value)(cov)
-    g_ref = jax.grad(lambda c: jnp.mean(lml.ordering_mpt(x, key, k, mu, c).value))(cov)
+    g = jax.jit(jax.grad(lambda c: moments.ordering_mpt_mean(x, key, k, mu, c).value))(cov)
+    g_ref = jax.jit(jax.grad(lambda c: jnp.mean(lml.ordering_mpt(x, key, k, mu, c).value)))(cov)
     np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=1e-3, atol=1e-4)
 
 
