@@ -28,7 +28,7 @@ from jax.experimental import checkify
 Array = jax.Array
 PRNGKey = jax.Array
 Schedule = Callable[[Array], Array]
-UNROLL = 8
+_SELECTION_UNROLL = 8  # scan unroll of selection_masks: 16-19 ms at D = 200 x 4,000 masks; full unroll 79 ms
 
 __all__ = [
     "is_concrete",
@@ -237,7 +237,7 @@ def selection_masks(u: Array, num_hidden) -> Array:
         return count + hide.astype(jnp.int32), hide
 
     _, hidden = jax.lax.scan(step, jnp.zeros(u.shape[:-1], jnp.int32), (jnp.moveaxis(u, -1, 0), remaining),
-                             unroll=UNROLL)
+                             unroll=_SELECTION_UNROLL)
     return ~jnp.moveaxis(hidden, 0, -1)
 
 

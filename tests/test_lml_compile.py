@@ -86,11 +86,11 @@ def test_ordering_padded_equals_unpadded_and_compiles_once_per_bucket():
     w, x = _ppca(d)
     cov, mean = lml.ppca_cov(w, 0.2), jnp.zeros(d)
     key = jax.random.key(6)
-    before = ordering._padded_estimate_jit._cache_size()
+    before = ordering._ordering_estimate_jit._cache_size()
     for k in (1, 5, 6):  # buckets 1 and 6
         a = ordering.ordering_mpt(x, key, k, mean, cov)
         b = jax.jit(lambda x, key, k=k: ordering.ordering_mpt(x, key, k, mean, cov))(x, key)
         np.testing.assert_allclose(a.value, b.value, rtol=1e-6)
         # float32 stderr of values ~ -20: two-pass variance vs jnp.std differ by a few ulps of the values
         np.testing.assert_allclose(a.stderr, b.stderr, rtol=1e-6, atol=1e-5)
-    assert ordering._padded_estimate_jit._cache_size() - before == 2
+    assert ordering._ordering_estimate_jit._cache_size() - before == 2

@@ -53,6 +53,9 @@ __all__ = [
     "uniform_size_masks",
     "mask_bucket",
     "bucketed_plan_arrays",
+    "call_plan_arrays",
+    "map_mask_chunks",
+    "slot_mean_stderr",
 ]
 
 # Above this many subsets of one size, exact enumeration is refused (memory).
@@ -323,15 +326,11 @@ def _sample_masks_valid(key: PRNGKey, num_dims: int, num_hidden: Array, k: int, 
     return _masks_of_keys(flat[idx], num_dims, num_hidden)  # keys [R, k]
 
 
-def _chunked_scores(cond_logpdf: CondLogpdf, x: Array, masks: Array, chunk: int) -> Array:
-    """:func:`_scores` over ``[N, D]`` masks, vmapped within chunks of ``chunk`` masks (``lax.map``).
-
-    One vmap over thousands of masks times a batch materialises ``[N, B, D]``
-    intermediates that no longer fit in cache; chunks keep it one compiled call.
-    """
+def map_mask_chunks(fn: Callable[[Array], Array], masks: Array, chunk: int) -> Array:
+    """``fn(masks [c, D]) -> [..., c]`` over ``lax.map`` chunks of ``chunk`` of the ``[S, D]`` masks: ``[..., S]``."""
     n = masks.shape[0]
     if chunk >= n:
-        return _scores(cond_logpdf, x, masks)
+        return fn(masks)
     # Pad to a whole number of chunks (repeats of a valid mask, dropped below) instead of letting
     # ``lax.map(batch_size=...)`` vmap the remainder separately: that remainder is a second batched
     # call, independent of the scan, and XLA's CPU runtime may run both at once. jaxlib's batched
@@ -342,10 +341,18 @@ def _chunked_scores(cond_logpdf: CondLogpdf, x: Array, masks: Array, chunk: int)
     num_chunks = -(-n // chunk)
     pad = num_chunks * chunk - n
     padded = jnp.concatenate([masks, jnp.broadcast_to(masks[:1], (pad, masks.shape[1]))]) if pad else masks
-    per_chunk = jax.lax.map(lambda m: _scores(cond_logpdf, x, m),
-                            padded.reshape(num_chunks, chunk, masks.shape[1]))  # [C, ..., chunk]
+    per_chunk = jax.lax.map(fn, padded.reshape(num_chunks, chunk, masks.shape[1]))  # [C, ..., chunk]
     per_chunk = jnp.moveaxis(per_chunk, 0, -2)  # [..., C, chunk]
     return per_chunk.reshape(per_chunk.shape[:-2] + (num_chunks * chunk,))[..., :n]
+
+
+def _chunked_scores(cond_logpdf: CondLogpdf, x: Array, masks: Array, chunk: int) -> Array:
+    """:func:`_scores` over ``[N, D]`` masks, vmapped within chunks of ``chunk`` masks (``lax.map``).
+
+    One vmap over thousands of masks times a batch materialises ``[N, B, D]``
+    intermediates that no longer fit in cache; chunks keep it one compiled call.
+    """
+    return map_mask_chunks(lambda m: _scores(cond_logpdf, x, m), masks, chunk)
 
 
 def _auto_chunk(x_shape: tuple, num_masks: int, chunk_size: int | str | None) -> int:
@@ -407,24 +414,33 @@ def draw_masks(key: PRNGKey, plan_masks: Array, is_exact: Array, num_hidden: Arr
     return jnp.where(is_exact[:, None, None], plan_masks, sampled)
 
 
+def slot_mean_stderr(s: Array, num_valid: Array | None = None) -> tuple[Array, Array]:
+    """Mean over the last axis of ``s [..., K]`` and its standard error (``inf`` for one slot).
+
+    ``num_valid`` (traced int): only the first ``num_valid`` slots count; the rest are padding.
+    """
+    k = s.shape[-1]
+    if num_valid is None:
+        mean = jnp.mean(s, axis=-1)
+        if k == 1:
+            return mean, jnp.full(mean.shape, jnp.inf, s.dtype)
+        return mean, jnp.sqrt(jnp.var(s, axis=-1, ddof=1) / k)
+    valid = jnp.arange(k) < num_valid
+    kv = num_valid.astype(s.dtype)
+    mean = jnp.sum(jnp.where(valid, s, 0.0), axis=-1) / kv
+    ss = jnp.sum(jnp.where(valid, (s - mean[..., None]) ** 2, 0.0), axis=-1)
+    return mean, jnp.where(num_valid > 1, jnp.sqrt(ss / jnp.maximum(kv - 1.0, 1.0) / kv), jnp.inf)
+
+
 def reduce_scores(s: Array, weights: Array, is_exact: Array, num_hidden: Array, coef: Array,
                   num_valid: Array | None = None) -> MPTEstimate:
     """Per-mask scores ``[..., R, K]`` -> :class:`MPTEstimate` (``value = sum_r coef_r s_{M_r}``).
 
     ``num_valid``: Monte Carlo slots beyond it are padding (zero weight, left out of the stderr).
     """
-    k = s.shape[-1]
     per_size = jnp.einsum("...rk,rk->...r", s, weights.astype(s.dtype))  # [..., R]
     # Monte Carlo standard error of the mean of K iid masks; 0 for enumerated sizes.
-    if num_valid is None:
-        var = jnp.var(s, axis=-1, ddof=1) if k > 1 else jnp.full(per_size.shape, jnp.inf, s.dtype)
-        se = jnp.sqrt(var / k)
-    else:
-        valid = jnp.arange(k) < num_valid
-        kv = num_valid.astype(s.dtype)
-        mean = jnp.sum(jnp.where(valid, s, 0.0), axis=-1, keepdims=True) / kv
-        ss = jnp.sum(jnp.where(valid, (s - mean) ** 2, 0.0), axis=-1)
-        se = jnp.where(num_valid > 1, jnp.sqrt(ss / jnp.maximum(kv - 1.0, 1.0) / kv), jnp.inf)
+    _, se = slot_mean_stderr(s, num_valid)
     se = jnp.where(jnp.broadcast_to(is_exact, se.shape), 0.0, se)
     coef = coef.astype(s.dtype)
     value = per_size @ coef
@@ -462,14 +478,23 @@ def bucketed_plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidd
     the unpadded arrays with ``num_valid=None`` where the key's split is not prefix-stable.
     """
     plan, arrays = plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
-    k = plan.masks.shape[1]
-    kb = mask_bucket(k)
     if not split_is_prefix_stable(key):
         return plan, arrays + (None,)
-    pad = kb - k
+    k = plan.masks.shape[1]
+    pad = mask_bucket(k) - k
     masks = np.concatenate([plan.masks, np.repeat(plan.masks[:, :1], pad, axis=1)], axis=1)
     weights = np.concatenate([plan.weights, np.zeros((plan.weights.shape[0], pad))], axis=1)
     return plan, (jnp.asarray(masks), jnp.asarray(weights)) + arrays[2:] + (jnp.asarray(k, jnp.int32),)
+
+
+def call_plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact, key: PRNGKey,
+                     traced: bool) -> tuple[MPTMasks, tuple]:
+    """The arrays an estimator runs on: inside a caller's jit (``traced``) :func:`plan_arrays` with its
+    static K and no padding work; for the library's own jit :func:`bucketed_plan_arrays` (one
+    compilation per mask-count bucket)."""
+    if traced:
+        return plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
+    return bucketed_plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact, key)
 
 
 _estimate_jit = jax.jit(_estimate, static_argnums=(0, 1))
@@ -515,10 +540,7 @@ def cumulative_mpt(cond_logpdf: CondLogpdf, x: Array, key: PRNGKey, num_masks_pe
     if x.ndim not in (1, 2):
         raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
     traced = _is_traced(x, key)
-    if traced:  # inside the caller's jit, K is the caller's static value: no padding work
-        plan, arrays = plan_arrays(x.shape[-1], num_masks_per_rate, rates, num_hidden, exact)
-    else:  # our jit: one compilation per mask-count bucket
-        plan, arrays = bucketed_plan_arrays(x.shape[-1], num_masks_per_rate, rates, num_hidden, exact, key)
+    plan, arrays = call_plan_arrays(x.shape[-1], num_masks_per_rate, rates, num_hidden, exact, key, traced)
     if chunk_size == "auto" and getattr(cond_logpdf, "batched_lapack", False):
         chunk_size = 1  # see mvn_conditional_logpdf: batched LAPACK kernels can deadlock XLA's CPU pool
     chunk = _auto_chunk(tuple(x.shape), arrays[0].shape[0] * arrays[0].shape[1], chunk_size)

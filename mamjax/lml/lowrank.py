@@ -113,16 +113,7 @@ def _full_mask_scores(xc: Array, masks: Array, cov: Array) -> Array:
 
 def scores_chunked(score_fn, xc: Array, masks: Array, params: tuple, chunk: int) -> Array:
     """``score_fn(xc [N, D], masks [S, D], *params) -> [N, S]`` over ``lax.map`` chunks of ``chunk`` masks."""
-    n = masks.shape[0]
-    if chunk >= n:
-        return score_fn(xc, masks, *params)
-    # Whole chunks only (padded with a valid mask): a separately vmapped remainder would be a second
-    # batched LAPACK call that XLA may run concurrently with the scan (the deadlock of issue 20).
-    num_chunks = -(-n // chunk)
-    pad = num_chunks * chunk - n
-    padded = jnp.concatenate([masks, jnp.broadcast_to(masks[:1], (pad, masks.shape[1]))]) if pad else masks
-    out = jax.lax.map(lambda m: score_fn(xc, m, *params), padded.reshape(num_chunks, chunk, -1))
-    return jnp.moveaxis(out, 0, 1).reshape(xc.shape[0], num_chunks * chunk)[:, :n]  # [N, S]
+    return est.map_mask_chunks(lambda m: score_fn(xc, m, *params), masks, chunk)
 
 
 def _matmul_estimate(score_fn, chunk: int, x: Array, params: tuple, mean: Array, key, plan_masks, weights,
@@ -147,10 +138,7 @@ def run_matmul_route(score_fn, x, key, num_masks_per_rate, params, mean, rates, 
     """
     num_dims = x.shape[-1]
     traced = est._is_traced(x, key, params, mean)
-    if traced:  # inside the caller's jit: its static K, no padding
-        plan, arrays = est.plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
-    else:  # our jit: masks padded to est.mask_bucket(K), one compilation per bucket
-        plan, arrays = est.bucketed_plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact, key)
+    plan, arrays = est.call_plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact, key, traced)
     num_masks = arrays[0].shape[0] * arrays[0].shape[1]
     chunk = chunk_for(chunk_size, x.size // num_dims, per_mask_width, num_masks)
     fn = _matmul_estimate if traced else _matmul_estimate_jit

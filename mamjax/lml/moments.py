@@ -25,7 +25,6 @@ so each mask costs one ``[K, D] x [D, D]`` product (``T = A S``) and a few ``K x
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import jax
@@ -60,22 +59,12 @@ def lowrank_moment_scores(s2: Array, masks: Array, w: Array, psi: Array) -> Arra
     return (const - 0.5 * quad) / num_hidden
 
 
-def _chunked(fn, masks: Array, chunk: int) -> Array:
-    n = masks.shape[0]
-    if chunk >= n:
-        return fn(masks)
-    num_chunks = -(-n // chunk)
-    pad = num_chunks * chunk - n
-    padded = jnp.concatenate([masks, jnp.broadcast_to(masks[:1], (pad, masks.shape[1]))]) if pad else masks
-    return jax.lax.map(fn, padded.reshape(num_chunks, chunk, -1)).reshape(-1)[:n]
-
-
 def _lowrank_mean_estimate(chunk: int, x: Array, w: Array, psi: Array, mean: Array, key, plan_masks, weights,
                            is_exact, num_hidden, coef, num_valid=None) -> est.MPTEstimate:
     r, k, num_dims = plan_masks.shape
     masks = est.draw_masks(key, plan_masks, is_exact, num_hidden, num_valid).reshape(r * k, num_dims)
     s2 = second_moment(x, mean)
-    s = _chunked(lambda m: lowrank_moment_scores(s2, m, w, psi), masks, chunk).reshape(r, k)
+    s = est.map_mask_chunks(lambda m: lowrank_moment_scores(s2, m, w, psi), masks, chunk).reshape(r, k)
     return est.reduce_scores(s, weights, is_exact, num_hidden, coef, num_valid)
 
 
@@ -108,10 +97,7 @@ def lowrank_mpt_mean(x: Array, key: jax.Array, num_masks_per_rate: int, w: Array
     num_dims = x.shape[-1]
     w, psi, mean = lr.check_lowrank(num_dims, w, psi, mean)
     traced = est._is_traced(x, key, w, psi, mean)
-    if traced:  # inside the caller's jit: its static K, no padding
-        _, arrays = est.plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
-    else:  # our jit: masks padded to est.mask_bucket(K), one compilation per bucket
-        _, arrays = est.bucketed_plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact, key)
+    _, arrays = est.call_plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact, key, traced)
     num_masks = arrays[0].shape[0] * arrays[0].shape[1]
     if chunk_size == "auto":
         chunk = max(1, min(num_masks, CHUNK_ELEMENTS // ((2 * w.shape[1] + 1) * num_dims)))
@@ -122,20 +108,9 @@ def lowrank_mpt_mean(x: Array, key: jax.Array, num_masks_per_rate: int, w: Array
 
 
 def _ordering_mean(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov: Array, num_valid=None):
-    orderings = od._orderings(key, x.shape[-1], num_orderings)
-    if num_valid is not None:
-        valid = jnp.arange(num_orderings) < num_valid
-        orderings = jnp.where(valid[:, None], orderings, orderings[:1])
-    mats, consts = jax.lax.map(lambda q: od.ordering_quadratic(cov, q), orderings)  # [k, D, D], [k]
+    mats, consts = od.ordering_quadratics(cov, od.slot_orderings(key, x.shape[-1], num_orderings, num_valid))
     s = consts - 0.5 * jnp.einsum("kde,de->k", mats, second_moment(x, mean))
-    if num_valid is None:
-        value = jnp.mean(s)
-        stderr = jnp.std(s, ddof=1) / math.sqrt(num_orderings) if num_orderings > 1 else jnp.asarray(jnp.inf, s.dtype)
-        return value, stderr
-    kv = num_valid.astype(s.dtype)
-    value = jnp.sum(jnp.where(valid, s, 0.0)) / kv
-    ss = jnp.sum(jnp.where(valid, (s - value) ** 2, 0.0))
-    return value, jnp.where(num_valid > 1, jnp.sqrt(ss / jnp.maximum(kv - 1.0, 1.0) / kv), jnp.inf)
+    return est.slot_mean_stderr(s, num_valid)
 
 
 _ordering_mean_jit = jax.jit(_ordering_mean, static_argnums=(2,))
@@ -153,9 +128,5 @@ def ordering_mpt_mean(x: Array, key: jax.Array, num_orderings: int, mean: Array,
     x = _check_batch(x)
     d = x.shape[-1]
     mean, cov = od.check_ordering_args(d, num_orderings, mean, cov)
-    if est._is_traced(x, key, mean, cov):
-        return od.OrderingEstimate(*_ordering_mean(x, key, num_orderings, mean, cov))
-    if est.split_is_prefix_stable(key):
-        return od.OrderingEstimate(*_ordering_mean_jit(x, key, est.mask_bucket(num_orderings), mean, cov,
-                                                       jnp.asarray(num_orderings, jnp.int32)))
-    return od.OrderingEstimate(*_ordering_mean_jit(x, key, num_orderings, mean, cov))
+    return od.OrderingEstimate(*od.run_ordering_estimate(_ordering_mean, _ordering_mean_jit, x, key, num_orderings,
+                                                         mean, cov))

@@ -93,49 +93,46 @@ def _orderings(key: jax.Array, num_dims: int, num_orderings: int) -> Array:
     return jax.vmap(lambda k: jax.random.permutation(k, num_dims))(keys).astype(jnp.int32)
 
 
-def _ordering_scores(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov: Array) -> Array:
-    """``[N, k]`` per-ordering cumulative scores of ``x [N, D]``."""
-    orderings = _orderings(key, x.shape[-1], num_orderings)
-    return _scores_of(x, orderings, mean, cov)
+def slot_orderings(key: jax.Array, num_dims: int, num_orderings: int, num_valid: Array | None = None) -> Array:
+    """``[k, D]`` orderings of ``key``; with ``num_valid`` (traced) the slots past it repeat ordering 0.
+
+    With a prefix-stable split the first ``num_valid`` of ``split(key, k)`` are ``split(key, num_valid)``,
+    so a padded call scores the unpadded call's orderings (padding slots carry no weight).
+    """
+    orderings = _orderings(key, num_dims, num_orderings)
+    if num_valid is None:
+        return orderings
+    return jnp.where((jnp.arange(num_orderings) < num_valid)[:, None], orderings, orderings[:1])
 
 
-def _scores_of(x: Array, orderings: Array, mean: Array, cov: Array) -> Array:
+def ordering_quadratics(cov: Array, orderings: Array) -> tuple[Array, Array]:
+    """:func:`ordering_quadratic` of each of ``[k, D]`` orderings: ``([k, D, D], [k])``."""
     # One ordering at a time: unbatched Cholesky / triangular solves, never two batched LAPACK
     # kernels at once (the XLA CPU pool deadlock of issue 20, see mamjax.lml.estimator).
-    mats, consts = jax.lax.map(lambda q: ordering_quadratic(cov, q), orderings)  # [k, D, D], [k]
+    return jax.lax.map(lambda q: ordering_quadratic(cov, q), orderings)
+
+
+def _ordering_estimate(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov: Array,
+                       num_valid: Array | None = None) -> tuple[Array, Array]:
+    """Per-example ``(value, stderr)`` over the orderings of ``x [N, D]``."""
+    mats, consts = ordering_quadratics(cov, slot_orderings(key, x.shape[-1], num_orderings, num_valid))
     xc = x - mean[None]
-    quad = jnp.einsum("nd,kde,ne->nk", xc, mats, xc)
-    return consts[None] - 0.5 * quad
-
-
-def _ordering_estimate(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov: Array) -> tuple[Array, Array]:
-    s = _ordering_scores(x, key, num_orderings, mean, cov)
-    value = jnp.mean(s, axis=-1)
-    if num_orderings == 1:
-        return value, jnp.full(value.shape, jnp.inf, value.dtype)
-    return value, jnp.std(s, axis=-1, ddof=1) / math.sqrt(num_orderings)
-
-
-def _padded_estimate(x: Array, key: jax.Array, bucket: int, mean: Array, cov: Array,
-                     num_valid: Array) -> tuple[Array, Array]:
-    """:func:`_ordering_estimate` with ``num_valid`` (traced) of ``bucket`` orderings real.
-
-    With a prefix-stable split the first ``num_valid`` of ``split(key, bucket)`` are
-    ``split(key, num_valid)``; padding slots repeat ordering 0 and carry no weight.
-    """
-    orderings = _orderings(key, x.shape[-1], bucket)
-    valid = jnp.arange(bucket) < num_valid
-    orderings = jnp.where(valid[:, None], orderings, orderings[:1])
-    s = _scores_of(x, orderings, mean, cov)
-    kv = num_valid.astype(s.dtype)
-    value = jnp.sum(jnp.where(valid, s, 0.0), axis=-1) / kv
-    ss = jnp.sum(jnp.where(valid, (s - value[:, None]) ** 2, 0.0), axis=-1)
-    stderr = jnp.where(num_valid > 1, jnp.sqrt(ss / jnp.maximum(kv - 1.0, 1.0) / kv), jnp.inf)
-    return value, stderr
+    s = consts[None] - 0.5 * jnp.einsum("nd,kde,ne->nk", xc, mats, xc)  # [N, k]
+    return est.slot_mean_stderr(s, num_valid)
 
 
 _ordering_estimate_jit = jax.jit(_ordering_estimate, static_argnums=(2,))
-_padded_estimate_jit = jax.jit(_padded_estimate, static_argnums=(2,))
+
+
+def run_ordering_estimate(fn, fn_jit, x: Array, key: jax.Array, num_orderings: int, mean: Array, cov: Array):
+    """Calls ``fn(x, key, k, mean, cov, num_valid=None)``: as is inside a caller's jit (its static ``k``);
+    else its jitted ``fn_jit`` with ``k`` padded to :func:`mamjax.lml.estimator.mask_bucket` and the real
+    count traced (one compilation per bucket) where the key's split is prefix-stable, unpadded otherwise."""
+    if est._is_traced(x, key, mean, cov):
+        return fn(x, key, num_orderings, mean, cov)
+    if est.split_is_prefix_stable(key):
+        return fn_jit(x, key, est.mask_bucket(num_orderings), mean, cov, jnp.asarray(num_orderings, jnp.int32))
+    return fn_jit(x, key, num_orderings, mean, cov)
 
 
 def check_ordering_args(num_dims: int, num_orderings, mean, cov) -> tuple[Array, Array]:
@@ -174,12 +171,6 @@ def ordering_mpt(x: Array, key: jax.Array, num_orderings: int, mean: Array, cov:
         raise ValueError(f"`x` must have shape [D] or [B, D]; got {tuple(x.shape)}.")
     d = x.shape[-1]
     mean, cov = check_ordering_args(d, num_orderings, mean, cov)
-    traced = any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves((x, key, mean, cov)))
-    if traced:  # the caller's jit: its static count as is
-        value, stderr = _ordering_estimate(x.reshape(-1, d), key, num_orderings, mean, cov)
-    elif est.split_is_prefix_stable(key):  # our jit: one compilation per bucket of counts
-        value, stderr = _padded_estimate_jit(x.reshape(-1, d), key, est.mask_bucket(num_orderings), mean, cov,
-                                             jnp.asarray(num_orderings, jnp.int32))
-    else:
-        value, stderr = _ordering_estimate_jit(x.reshape(-1, d), key, num_orderings, mean, cov)
+    value, stderr = run_ordering_estimate(_ordering_estimate, _ordering_estimate_jit, x.reshape(-1, d), key,
+                                          num_orderings, mean, cov)
     return OrderingEstimate(value.reshape(x.shape[:-1]), stderr.reshape(x.shape[:-1]))
