@@ -170,10 +170,7 @@ def unet_cost(batches=(16, 128), ch: int = 256, num_res_blocks: int = 4, marg_hi
         raise ValueError(f"`reps` {reps} and `warmup` {warmup} need one entry per batch size of {batches}.")
     warmup = (0,) * len(batches) if warmup is None else tuple(warmup)
     train_batches = set(batches if train_batches is None else train_batches)
-    nets = unet.make_unet_nets(jax.random.key(0), 28, 2, ch=ch, num_res_blocks=num_res_blocks,
-                               marg_hidden=marg_hidden)
-    step, state = experiment.arm_stage(nets, lr=1e-4, clip=100.0)
-    raw_step = step.__wrapped__  # the step without jit's state donation: the same state is timed twice
+    nets, raw_step, state = _unet_train_step(ch, num_res_blocks, marg_hidden, remat=False)
 
     def forward(params, x, mask):
         return nets.cond_apply(params["conditional"], x, mask), nets.marg_apply(params["marginal"], x, mask)
@@ -200,15 +197,21 @@ def unet_cost(batches=(16, 128), ch: int = 256, num_res_blocks: int = 4, marg_hi
     return rows
 
 
+def _unet_train_step(ch: int, num_res_blocks: int, marg_hidden: int, remat: bool):
+    """``(nets, raw_step, state)``: the paper-size-shaped U-Net pair and its stage-1 step (Adam, clip 100)."""
+    nets = unet.make_unet_nets(jax.random.key(0), 28, 2, ch=ch, num_res_blocks=num_res_blocks,
+                               marg_hidden=marg_hidden, remat=remat)
+    step, state = experiment.arm_stage(nets, lr=1e-4, clip=100.0)
+    return nets, step.__wrapped__, state  # the step without jit's state donation: the same state is timed twice
+
+
 def _remat_train_row(b: int, reps: int, warmup: int, x, budget, ch: int, num_res_blocks: int,
                      marg_hidden: int) -> dict:
     """The stage-1 train step with every U-Net block rematerialised (``remat=True``), for a batch
     whose stored activations do not fit: same step and numbers, one extra forward pass of compute."""
-    nets = unet.make_unet_nets(jax.random.key(0), 28, 2, ch=ch, num_res_blocks=num_res_blocks,
-                               marg_hidden=marg_hidden, remat=True)
-    step, state = experiment.arm_stage(nets, lr=1e-4, clip=100.0)
+    _, raw_step, state = _unet_train_step(ch, num_res_blocks, marg_hidden, remat=True)
     what = "train step (stage 1, remat)"
-    row = _compiled_run(step.__wrapped__, (state, x, jax.random.key(3)), reps, f"{what} b{b}", budget, warmup=warmup)
+    row = _compiled_run(raw_step, (state, x, jax.random.key(3)), reps, f"{what} b{b}", budget, warmup=warmup)
     return dict(row, batch=b, what=what)
 
 
