@@ -94,3 +94,21 @@ def test_ordering_padded_equals_unpadded_and_compiles_once_per_bucket():
         # float32 stderr of values ~ -20: two-pass variance vs jnp.std differ by a few ulps of the values
         np.testing.assert_allclose(a.stderr, b.stderr, rtol=1e-6, atol=1e-5)
     assert ordering._ordering_estimate_jit._cache_size() - before == 2
+
+
+def test_plan_is_cached_read_only_and_safe_to_build_under_a_trace():
+    est._cached_plan.cache_clear()
+    x = jax.random.normal(jax.random.key(0), (8, 6))
+    w = jnp.ones((6, 1))
+    # First built inside a caller's jit, then reused outside it: no leaked tracer.
+    inside = jax.jit(lambda x: lml.lowrank_mpt_mean(x, jax.random.key(1), 2, w, 0.5).value)(x)
+    outside = lml.lowrank_mpt_mean(x, jax.random.key(1), 2, w, 0.5).value
+    np.testing.assert_allclose(inside, outside, rtol=1e-6)
+    plan_a, arrays_a = est.plan_arrays(6, 2, None, None, "auto")
+    plan_b, arrays_b = est.plan_arrays(6, 2, [1 / 6 * m for m in range(1, 7)], None, "auto")
+    assert arrays_a[0] is arrays_b[0]  # same sizes through rates: one cached plan
+    assert not plan_a.masks.flags.writeable
+    with pytest.raises(ValueError, match="exact"):
+        est.plan_arrays(6, 2, None, None, "yes")
+    with pytest.raises(ValueError, match="num_masks_per_rate"):
+        est.plan_arrays(6, 0, None, None, "auto")

@@ -22,6 +22,7 @@ done once per mask.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from functools import partial
@@ -457,15 +458,47 @@ def _estimate(cond_logpdf: CondLogpdf, chunk: int, x: Array, key: PRNGKey, plan_
     return reduce_scores(s.reshape(s.shape[:-1] + (r, k)), weights, is_exact, num_hidden, coef, num_valid)
 
 
-def plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact) -> tuple[MPTMasks, tuple]:
-    """Validated sizes -> (plan, device arrays ``(masks, weights, exact, num_hidden, coef)``)."""
+def _plan_sizes(num_dims: int, rates, num_hidden) -> np.ndarray:
     if rates is not None and num_hidden is not None:
         raise ValueError("pass either `rates` or `num_hidden`, not both.")
-    sizes = rates_to_num_hidden(rates, num_dims) if num_hidden is None else _check_num_hidden(num_hidden, num_dims)
-    plan = mpt_masks(num_dims, num_masks_per_rate, sizes, exact)
-    arrays = (jnp.asarray(plan.masks), jnp.asarray(plan.weights), jnp.asarray(plan.exact),
-              jnp.asarray(plan.num_hidden), jnp.asarray(size_coefficients(plan.num_hidden, num_dims)))
+    return rates_to_num_hidden(rates, num_dims) if num_hidden is None else _check_num_hidden(num_hidden, num_dims)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_plan(num_dims: int, num_masks_per_rate: int, sizes: tuple, exact, bucketed: bool):
+    """Plan and device arrays per (D, K, sizes, exact, bucketing): a repeated call re-uses them
+    instead of rebuilding the plan and copying five arrays to the device (~1.8 ms per call at D = 10)."""
+    plan = mpt_masks(num_dims, num_masks_per_rate, np.asarray(sizes, np.int32), exact)
+    masks, weights = plan.masks, plan.weights
+    tail = ()
+    if bucketed:
+        k = masks.shape[1]
+        pad = mask_bucket(k) - k
+        masks = np.concatenate([masks, np.repeat(masks[:, :1], pad, axis=1)], axis=1)
+        weights = np.concatenate([weights, np.zeros((weights.shape[0], pad))], axis=1)
+        tail = (np.int32(k),)
+    for a in plan:
+        a.flags.writeable = False  # shared by every call with this plan
+    with jax.ensure_compile_time_eval():  # concrete device arrays even when first built under a trace
+        arrays = (jnp.asarray(masks), jnp.asarray(weights), jnp.asarray(plan.exact), jnp.asarray(plan.num_hidden),
+                  jnp.asarray(size_coefficients(plan.num_hidden, num_dims))) + tuple(jnp.asarray(t) for t in tail)
     return plan, arrays
+
+
+def _plan_call(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact, bucketed: bool):
+    sizes = _plan_sizes(num_dims, rates, num_hidden)
+    if not isinstance(num_masks_per_rate, (int, np.integer)) or isinstance(num_masks_per_rate, bool) \
+            or num_masks_per_rate < 1:
+        raise ValueError(f"`num_masks_per_rate` must be a positive int; got {num_masks_per_rate!r}.")
+    if not (exact == "auto" if isinstance(exact, str) else isinstance(exact, (bool, np.bool_))):
+        raise ValueError(f"`exact` must be 'auto', True or False; got {exact!r}.")
+    return _cached_plan(int(num_dims), int(num_masks_per_rate), tuple(int(m) for m in sizes), 
+                        exact if isinstance(exact, str) else bool(exact), bucketed)
+
+
+def plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact) -> tuple[MPTMasks, tuple]:
+    """Validated sizes -> (plan, device arrays ``(masks, weights, exact, num_hidden, coef)``)."""
+    return _plan_call(num_dims, num_masks_per_rate, rates, num_hidden, exact, False)
 
 
 def bucketed_plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact,
@@ -477,14 +510,10 @@ def bucketed_plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidd
     function serves every mask count of a bucket with the unpadded result (to rounding). Falls back to
     the unpadded arrays with ``num_valid=None`` where the key's split is not prefix-stable.
     """
-    plan, arrays = plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
     if not split_is_prefix_stable(key):
+        plan, arrays = plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact)
         return plan, arrays + (None,)
-    k = plan.masks.shape[1]
-    pad = mask_bucket(k) - k
-    masks = np.concatenate([plan.masks, np.repeat(plan.masks[:, :1], pad, axis=1)], axis=1)
-    weights = np.concatenate([plan.weights, np.zeros((plan.weights.shape[0], pad))], axis=1)
-    return plan, (jnp.asarray(masks), jnp.asarray(weights)) + arrays[2:] + (jnp.asarray(k, jnp.int32),)
+    return _plan_call(num_dims, num_masks_per_rate, rates, num_hidden, exact, True)
 
 
 def call_plan_arrays(num_dims: int, num_masks_per_rate: int, rates, num_hidden, exact, key: PRNGKey,
