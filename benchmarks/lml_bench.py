@@ -66,6 +66,7 @@ SLOW_ROUTES_MAX_DK = 50
 FULLCOV_MEAN_MAX_D = 50  # gaussian_mpt_mean's train step compiles for minutes at D = 200
 LONG_CALL_S = 2.0  # an official call this long: its warm-up call is a sample, no agreement re-runs
 ROUND_S = 0.02
+OFFICIAL_GRAPH_MAX_FLOATS = 2e9  # 8 GB of float32 autograd graph: see official_backward_per_size
 OFFICIAL_BUDGET_S = 12.0  # per official function and cell: fewer rounds when one call is long
 ROUTES = ("low-rank", "low-rank mean", "ordering", "ordering mean", "full-cov mean", "full-cov", "general")
 
@@ -124,17 +125,16 @@ def _train_step(route: str, k: int):
 
 # ---------------------------------------------------------------- the official loop, in PyTorch
 
-def official_mpt(torch, x, w, beta: float, k: int, perms=None):
-    """The official cumulative MPT (mean over examples), its loop structure: sizes, then masks.
+def official_size_terms(torch, x, w, beta: float, k: int, perms=None):
+    """The official cumulative MPT's loop (sizes, then masks), one size's term at a time.
 
     For hidden count ``m = 1..D`` and each of ``k`` permutations (``torch.randperm``, or
     ``perms[m - 1, p]`` given), the first ``m`` permuted coordinates are predicted from the rest
-    through ``inverse(S_OO)``; the hidden log densities are summed, divided by ``k m`` and summed
-    over sizes. Returns a 0-d tensor (differentiable in ``w``).
+    through ``inverse(S_OO)``; the hidden log densities are summed and divided by ``k m``. Yields
+    each size's 0-d term (mean over examples, differentiable in ``w``); their sum is the estimate.
     """
     n, d = x.shape
     eye = torch.eye(d)
-    total = x.new_zeros(())
     for m in range(1, d + 1):
         per_example = x.new_zeros(n)
         for p in range(k):
@@ -147,13 +147,49 @@ def official_mpt(torch, x, w, beta: float, k: int, perms=None):
             var = torch.diagonal(s_hh - gain @ s_ho.T)
             logp = -0.5 * (torch.log(var) + math.log(2 * math.pi) + (xp[:, :m] - mean) ** 2 / var)
             per_example = per_example + logp.sum(1)
-        total = total + (per_example / (k * m)).sum() / n
+        yield (per_example / (k * m)).sum() / n
+
+
+def official_mpt(torch, x, w, beta: float, k: int, perms=None):
+    """The official cumulative MPT (mean over examples): the sum of :func:`official_size_terms`."""
+    total = x.new_zeros(())
+    for term in official_size_terms(torch, x, w, beta, k, perms):
+        total = total + term
     return total
+
+
+def official_backward_per_size(n: int, d: int, k: int) -> bool:
+    """Whether the official train step must backpropagate size by size to fit in memory.
+
+    Its autograd graph keeps a few ``[N, D]`` tensors per mask: about ``5 N D^2 k`` floats for the
+    whole cumulative score, over 20 GB at ``D = 200``, ``k = 20`` (the cell was killed for memory on
+    a 24 GiB machine). Above ``OFFICIAL_GRAPH_MAX_FLOATS`` the step calls ``backward()`` once per
+    size instead (the same gradient, accumulated, and the same forward and backward arithmetic; one
+    size's graph alive at a time).
+    """
+    return 5 * n * d * d * k > OFFICIAL_GRAPH_MAX_FLOATS
 
 
 def _perms(torch, masks: np.ndarray):
     """Our ``[D, k, D]`` masks as the official loop's permutations (hidden coordinates first)."""
     return torch.from_numpy(np.argsort(masks, axis=-1, kind="stable").astype(np.int64))
+
+
+def official_train_step(torch, x, w, opt, k: int) -> float:
+    """One official training step on ``-official_mpt``: ``backward()`` (per size where
+    :func:`official_backward_per_size`) and ``opt.step()``; returns the loss."""
+    opt.zero_grad()
+    if official_backward_per_size(*x.shape, k):
+        loss = 0.0
+        for term in official_size_terms(torch, x, w, BETA, k):
+            (-term).backward()
+            loss -= term.item()
+    else:
+        loss = -official_mpt(torch, x, w, BETA, k)
+        loss.backward()
+        loss = loss.item()
+    opt.step()
+    return loss
 
 
 def _official_fns(torch, w, x, k: int):
@@ -166,11 +202,7 @@ def _official_fns(torch, w, x, k: int):
             return official_mpt(torch, xt, wt, BETA, k).item()
 
     def step():
-        loss = -official_mpt(torch, xt, wt, BETA, k)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return official_train_step(torch, xt, wt, opt, k)
 
     def same_masks(masks):
         with torch.no_grad():

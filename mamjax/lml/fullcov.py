@@ -17,6 +17,10 @@ So a mask costs ``O(min(m, D - m)^3 + D min(m, D - m)^2)`` instead of the ``O(D^
 in :mod:`mamjax.lml.moments`). Masks are grouped by side and by a padded width (the
 :func:`mamjax.lml.estimator.mask_bucket` of ``min(m, D - m)``: 1, 2, 3, 4, 6, 8, 12, 16, 24, ...),
 padding the gathered blocks with the identity, which leaves the real block's inverse unchanged.
+For small ``D`` (``<= DENSE_MAX_DIMS``) those groups' many tiny gathers and inverses cost more in
+per-op overhead than their arithmetic saves, so every mask takes the hidden-side formula on the
+whole ``D x D`` precision instead, its observed rows and columns replaced by the identity
+(``(L_TT)^{-1}`` is then the ``T`` block of the inverse): one batched inverse for all masks.
 The inverses are a blocked Schur-complement recursion of batched matmuls down to an unrolled
 Gauss-Jordan at width <= 16: no batched LAPACK kernel, so none of the XLA CPU pool deadlocks of
 :func:`mamjax.lml.mvn_conditional_logpdf` (issue 20).
@@ -40,9 +44,11 @@ from mamjax.lml.moments import second_moment
 
 Array = jax.Array
 
-__all__ = ["gaussian_mpt_mean", "gauss_jordan_inverse", "spd_inverse_blocked", "size_groups"]
+__all__ = ["gaussian_mpt_mean", "gauss_jordan_inverse", "spd_inverse_blocked", "size_groups", "DENSE_MAX_DIMS"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+DENSE_MAX_DIMS = 16  # ``algorithm="auto"``: one dense D x D group up to this D, smaller-side groups above
+ALGORITHMS = ("auto", "dense", "blocks")
 
 
 def gauss_jordan_inverse(a: Array) -> Array:
@@ -68,6 +74,7 @@ def gauss_jordan_inverse(a: Array) -> Array:
     return jax.lax.fori_loop(0, w, pivot, (a, eye))[1]
 
 
+@jax.custom_jvp
 def spd_inverse_blocked(a: Array) -> Array:
     """Inverse of a batch ``[..., w, w]`` of SPD matrices by Schur-complement blocks of batched matmuls.
 
@@ -75,16 +82,29 @@ def spd_inverse_blocked(a: Array) -> Array:
     looped :func:`gauss_jordan_inverse` compiles faster but ran 2-3x slower here); no LAPACK call at
     any width. No pivoting:
     meant for well-conditioned SPD blocks (covariances, precisions, their principal submatrices).
+    Differentiated by its closed form ``d(A^{-1}) = -A^{-1} dA A^{-1}`` (two batched products)
+    rather than through the unrolled elimination.
     """
+    return _blocked_inverse(a)
+
+
+@spd_inverse_blocked.defjvp
+def _spd_inverse_blocked_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    c = _blocked_inverse(a)
+    return c, -(c @ da @ c)
+
+
+def _blocked_inverse(a: Array) -> Array:
     w = a.shape[-1]
     if w <= lr.MAX_UNROLLED_LATENTS:
         return lr.spd_inverse(a)
     h = w // 2
     a11, a12, a22 = a[..., :h, :h], a[..., :h, h:], a[..., h:, h:]
-    i11 = spd_inverse_blocked(a11)
+    i11 = _blocked_inverse(a11)
     p = i11 @ a12  # A11^{-1} A12
     schur = a22 - jnp.swapaxes(a12, -1, -2) @ p
-    i22 = spd_inverse_blocked(0.5 * (schur + jnp.swapaxes(schur, -1, -2)))
+    i22 = _blocked_inverse(0.5 * (schur + jnp.swapaxes(schur, -1, -2)))
     top_right = -p @ i22
     top_left = i11 - top_right @ jnp.swapaxes(p, -1, -2)
     top = jnp.concatenate([top_left, top_right], axis=-1)
@@ -92,9 +112,14 @@ def spd_inverse_blocked(a: Array) -> Array:
     return jnp.concatenate([top, bottom], axis=-2)
 
 
-def size_groups(num_hidden: np.ndarray, num_dims: int) -> tuple:
+def size_groups(num_hidden: np.ndarray, num_dims: int, algorithm: str = "blocks") -> tuple:
     """Static groups ``((side, width, rows), ...)`` of the plan's sizes: side ``"hidden"`` where
-    ``m <= D - m``, else ``"observed"``; ``width`` the bucketed ``min(m, D - m)`` (>= 1)."""
+    ``m <= D - m``, else ``"observed"``; ``width`` the bucketed ``min(m, D - m)`` (>= 1).
+    ``algorithm="dense"`` (or ``"auto"`` with ``D <= DENSE_MAX_DIMS``): one ``("dense", D, rows)`` group."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"`algorithm` must be one of {ALGORITHMS}; got {algorithm!r}.")
+    if algorithm == "dense" or (algorithm == "auto" and num_dims <= DENSE_MAX_DIMS):
+        return (("dense", num_dims, tuple(range(len(num_hidden)))),)
     groups: dict = {}
     for r, m in enumerate(np.asarray(num_hidden).tolist()):
         side = "hidden" if m <= num_dims - m else "observed"
@@ -129,6 +154,18 @@ def hidden_side_scores(masks: Array, lam: Array, g: Array, width: int) -> Array:
     return jnp.sum(jnp.where(valid, lp, 0.0), axis=-1) / jnp.sum(hidden, axis=-1)
 
 
+def dense_scores(masks: Array, lam: Array, g: Array) -> Array:
+    """``[S]`` batch-mean scores of ``[S, D]`` masks (True = observed), any hidden count: the
+    hidden-side formula on the ``D x D`` precision with observed rows/columns set to the identity."""
+    hidden = ~masks
+    both = hidden[:, :, None] & hidden[:, None, :]
+    c = spd_inverse_blocked(jnp.where(both, lam, jnp.eye(lam.shape[-1], dtype=lam.dtype)))
+    var = jnp.where(hidden, jnp.diagonal(c, axis1=-2, axis2=-1), 1.0)
+    er2 = jnp.sum((c @ jnp.where(both, g, 0.0)) * c, axis=-1)  # (C G_TT C)_jj on T
+    lp = -0.5 * (_LOG_2PI + jnp.log(var) + er2 / var)
+    return jnp.sum(jnp.where(hidden, lp, 0.0), axis=-1) / jnp.sum(hidden, axis=-1)
+
+
 def observed_side_scores(masks: Array, cov: Array, s2: Array, width: int) -> Array:
     """``[S]`` batch-mean scores of ``[S, D]`` masks (True = observed) observing at most ``width``."""
     hidden = ~masks
@@ -156,7 +193,9 @@ def _fullcov_mean_estimate(groups: tuple, x: Array, mean: Array, cov: Array, key
     for side, width, rows in groups:
         rows_a = np.asarray(rows)
         mg = masks[rows_a].reshape(-1, num_dims)
-        if side == "hidden":
+        if side == "dense":
+            sc = dense_scores(mg, lam, g)
+        elif side == "hidden":
             sc = hidden_side_scores(mg, lam, g, width)
         else:
             sc = observed_side_scores(mg, cov, s2, width)
@@ -169,13 +208,16 @@ _fullcov_mean_estimate_jit = jax.jit(_fullcov_mean_estimate, static_argnums=(0,)
 
 def gaussian_mpt_mean(x: Array, key: jax.Array, num_masks_per_rate: int, mean: Array, cov: Array,
                       rates: Sequence[float] | None = None, *, num_hidden: Sequence[int] | None = None,
-                      exact: bool | str = "auto") -> est.MPTEstimate:
+                      exact: bool | str = "auto", algorithm: str = "auto") -> est.MPTEstimate:
     """Batch mean of :func:`mamjax.lml.gaussian_mpt` (same key, same masks) for any ``N(mean, cov)``.
 
     Args:
       x: ``[B, D]`` batch.
       key, num_masks_per_rate, rates, num_hidden, exact: as in :func:`mamjax.lml.cumulative_mpt`.
       mean: ``[D]``; cov: ``[D, D]`` SPD.
+      algorithm: ``"blocks"`` (each mask on its smaller side, grouped by padded width), ``"dense"``
+        (every mask on the whole ``D x D`` precision: fewer, larger ops) or ``"auto"`` (dense for
+        ``D <= DENSE_MAX_DIMS``). The same value to rounding.
 
     Returns:
       :class:`mamjax.lml.MPTEstimate` with a scalar ``value`` (``mean(gaussian_mpt(...).value)`` to
@@ -195,6 +237,6 @@ def gaussian_mpt_mean(x: Array, key: jax.Array, num_masks_per_rate: int, mean: A
     mean = jnp.broadcast_to(jnp.asarray(mean, cov.dtype), (num_dims,))
     traced = est._is_traced(x, key, mean, cov)
     plan, arrays = est.call_plan_arrays(num_dims, num_masks_per_rate, rates, num_hidden, exact, key, traced)
-    groups = size_groups(plan.num_hidden, num_dims)
+    groups = size_groups(plan.num_hidden, num_dims, algorithm)
     fn = _fullcov_mean_estimate if traced else _fullcov_mean_estimate_jit
     return fn(groups, x, mean, cov, key, *arrays)
