@@ -63,7 +63,7 @@ NOISE_VAR = 0.2
 BETA = 1.0 / NOISE_VAR
 N = 2000
 SLOW_ROUTES_MAX_DK = 50
-FULLCOV_MEAN_MAX_D = 50  # gaussian_mpt_mean's train step compiles for minutes at D = 200
+FULLCOV_MEAN_MAX_D = 50  # gaussian_mpt_mean's train step compiles for 1-1.3 min per cell at D = 200
 LONG_CALL_S = 2.0  # an official call this long: its warm-up call is a sample, no agreement re-runs
 ROUND_S = 0.02
 OFFICIAL_GRAPH_MAX_FLOATS = 2e9  # 8 GB of float32 autograd graph: see official_backward_per_size
@@ -390,7 +390,10 @@ def _write(rows, checks, head, caption, quick):
                              "(the official loop fed the masks each mamjax route drew).", CHECK_HEADERS, checks)],
         notes=["The official loop is re-implemented in PyTorch from pmorenoz/MPT-LML's exp_3_training_fig1.py "
                "(its structure, not its code); the machine is shared by several agents, so figures move between "
-               "runs, the ratios within one run less so."])
+               "runs, the ratios within one run less so.",
+               "Where 5 N D^2 k > OFFICIAL_GRAPH_MAX_FLOATS (here D = 200 with 20 masks per size) the official train "
+               "step calls backward() once per size instead of once (the same gradient, accumulated): its one "
+               "autograd graph needs over 20 GB there and the run was killed for memory on a 24 GiB machine."])
     print("wrote", path)
 
 
