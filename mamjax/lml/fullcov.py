@@ -224,7 +224,7 @@ def gaussian_mpt_mean(x: Array, key: jax.Array, num_masks_per_rate: int, mean: A
       rounding) and the Monte Carlo standard error of that batch mean; ``per_size`` is ``[R]``.
       One compilation per grouping of the sizes (side and padded width), mask-count bucket and shape.
       The groups' inverses are unrolled, so compilation grows fast with ``D``: seconds at ``D = 10``,
-      10-20 s at ``D = 50``, minutes for a train step at ``D = 200`` (2 CPU cores); for large ``D``
+      10-20 s at ``D = 50``, 1-1.3 min for a train step at ``D = 200`` (2 CPU cores); for large ``D``
       prefer :func:`mamjax.lml.ordering_mpt_mean` or the per-example :func:`mamjax.lml.gaussian_mpt`.
     """
     x = jnp.asarray(x)
