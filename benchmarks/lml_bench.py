@@ -23,7 +23,7 @@ estimate plus one optax Adam update):
   these return what the official loop returns; the per-example routes return ``[N]`` estimates;
 * ``full-cov mean``: :func:`mamjax.lml.gaussian_mpt_mean`, the batch mean for any covariance with
   independent masks (each mask factorised on its smaller side, hidden or observed), only where
-  ``D <= 50``: its grouped, unrolled inverses take minutes to compile at D = 200;
+  ``D <= 50``: its train step compiles for 1-1.3 min per cell at D = 200;
 * ``full-cov``: :func:`mamjax.lml.gaussian_mpt` (one batched Cholesky per chunk of masks) and
   ``general``: :func:`mamjax.lml.cumulative_mpt` with :func:`mamjax.lml.mvn_conditional_logpdf`
   (per-mask Cholesky, the official algorithm), only where ``D * k <= 50`` (they are slow).

@@ -143,15 +143,28 @@ def _gather_blocks(sel: Array, width: int, mats: tuple, fills: tuple) -> tuple[t
     return tuple(out), idx, valid
 
 
+def _mean_conditional_logpdf(var: Array, er2: Array, valid: Array, num_hidden: Array) -> Array:
+    """``[S]``: per mask, the mean over its ``num_hidden`` coordinates of the batch-mean Gaussian log
+    density with conditional variances ``var`` and mean squared residuals ``er2`` (``[S, w]``; entries
+    outside ``valid`` are ignored)."""
+    var = jnp.where(valid, var, 1.0)
+    lp = -0.5 * (_LOG_2PI + jnp.log(var) + er2 / var)
+    return jnp.sum(jnp.where(valid, lp, 0.0), axis=-1) / num_hidden
+
+
+def _precision_block_scores(lam_t: Array, g_t: Array, valid: Array, num_hidden: Array) -> Array:
+    """Scores from ``[S, w, w]`` hidden blocks of the precision and of ``G = L S L`` (padded with the
+    identity and with zeros): ``C = lam_t^{-1}``, ``Var = C_jj``, mean squared residual ``(C G C)_jj``."""
+    c = spd_inverse_blocked(lam_t)
+    er2 = jnp.sum((c @ g_t) * c, axis=-1)  # (C G C)_jj
+    return _mean_conditional_logpdf(jnp.diagonal(c, axis1=-2, axis2=-1), er2, valid, num_hidden)
+
+
 def hidden_side_scores(masks: Array, lam: Array, g: Array, width: int) -> Array:
     """``[S]`` batch-mean scores of ``[S, D]`` masks (True = observed) hiding at most ``width``."""
     hidden = ~masks
     (lam_t, g_t), _, valid = _gather_blocks(hidden, width, (lam, g), ("eye", "zero"))
-    c = spd_inverse_blocked(lam_t)
-    var = jnp.where(valid, jnp.diagonal(c, axis1=-2, axis2=-1), 1.0)
-    er2 = jnp.sum((c @ g_t) * c, axis=-1)  # (C G C)_jj
-    lp = -0.5 * (_LOG_2PI + jnp.log(var) + er2 / var)
-    return jnp.sum(jnp.where(valid, lp, 0.0), axis=-1) / jnp.sum(hidden, axis=-1)
+    return _precision_block_scores(lam_t, g_t, valid, jnp.sum(hidden, axis=-1))
 
 
 def dense_scores(masks: Array, lam: Array, g: Array) -> Array:
@@ -159,11 +172,9 @@ def dense_scores(masks: Array, lam: Array, g: Array) -> Array:
     hidden-side formula on the ``D x D`` precision with observed rows/columns set to the identity."""
     hidden = ~masks
     both = hidden[:, :, None] & hidden[:, None, :]
-    c = spd_inverse_blocked(jnp.where(both, lam, jnp.eye(lam.shape[-1], dtype=lam.dtype)))
-    var = jnp.where(hidden, jnp.diagonal(c, axis1=-2, axis2=-1), 1.0)
-    er2 = jnp.sum((c @ jnp.where(both, g, 0.0)) * c, axis=-1)  # (C G_TT C)_jj on T
-    lp = -0.5 * (_LOG_2PI + jnp.log(var) + er2 / var)
-    return jnp.sum(jnp.where(hidden, lp, 0.0), axis=-1) / jnp.sum(hidden, axis=-1)
+    eye = jnp.eye(lam.shape[-1], dtype=lam.dtype)
+    return _precision_block_scores(jnp.where(both, lam, eye), jnp.where(both, g, 0.0), hidden,
+                                   jnp.sum(hidden, axis=-1))
 
 
 def observed_side_scores(masks: Array, cov: Array, s2: Array, width: int) -> Array:
@@ -176,9 +187,7 @@ def observed_side_scores(masks: Array, cov: Array, s2: Array, width: int) -> Arr
     bt = spd_inverse_blocked(cov_oo) @ cov_od  # B^T = Sigma_OO^{-1} Sigma_{O, :}
     var = jnp.diagonal(cov)[None] - jnp.sum(bt * cov_od, axis=1)  # [S, D]
     er2 = jnp.diagonal(s2)[None] - 2.0 * jnp.sum(bt * s_od, axis=1) + jnp.sum(bt * (s_oo @ bt), axis=1)
-    safe_var = jnp.where(hidden, var, 1.0)
-    lp = -0.5 * (_LOG_2PI + jnp.log(safe_var) + er2 / safe_var)
-    return jnp.sum(jnp.where(hidden, lp, 0.0), axis=-1) / jnp.sum(hidden, axis=-1)
+    return _mean_conditional_logpdf(var, er2, hidden, jnp.sum(hidden, axis=-1))
 
 
 def _fullcov_mean_estimate(groups: tuple, x: Array, mean: Array, cov: Array, key, plan_masks, weights, is_exact,
