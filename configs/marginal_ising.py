@@ -16,6 +16,9 @@
   clip 1, instead of the official network.
 * ``cpu``: the official network and optimiser at CPU size: hidden 256, 256 chains, 3,000 steps,
   redraw every 196 steps, a KL curve point every 250 steps.
+* ``logp_mc``: the official code's ``logp_mc=True`` option: the REINFORCE term differentiates the
+  conditional network's one-call estimate of log p_phi(x) / D instead of f_theta(x)
+  (``energy_loss(score="conditional")``); f_theta then learns through the penalty alone.
 * ``quick``: a 4x4 smoke run (300 steps, hidden 64).
 
 Fields under ``eval`` may change when a run is resumed; any other change is refused.
@@ -23,7 +26,7 @@ Fields under ``eval`` may change when a run is resumed; any other change is refu
 
 from ml_collections import config_dict
 
-_VARIANTS = ("ising10", "paper", "ising30", "layernorm", "cpu", "quick")
+_VARIANTS = ("ising10", "paper", "ising30", "layernorm", "cpu", "logp_mc", "quick")
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
@@ -40,6 +43,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.alpha = 4.0
     c.lr = 5e-4
     c.clip = 0.0                    # global-norm clip; 0: none (official)
+    c.logp_mc = False               # True: REINFORCE through the conditional network (official option, off there)
     c.lr_decay = False              # True: cosine decay of lr to 0 over the run (not in the official code)
     c.seed = 0
     c.save_every = 1000
@@ -60,6 +64,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
         elif v == "cpu":
             c.width, c.num_chains, c.steps, c.save_every = 256, 256, 3000, 500
             c.eval.num_eval, c.eval.curve_every = 1000, 250
+        elif v == "logp_mc":
+            c.logp_mc = True
         elif v == "quick":
             c.side, c.width, c.num_chains, c.steps, c.save_every = 4, 64, 64, 300, 100
             c.eval.num_eval, c.eval.curve_every, c.eval.curve_samples, c.eval.gt_sweeps = 200, 100, 200, 200

@@ -173,3 +173,26 @@ def test_gibbs_moments_strong_coupling():
     assert abs(mag.mean() - exact_mag) < 4 * mag.std() / np.sqrt(n) + 1e-3
     assert abs(nn.mean() - exact_nn) < 4 * nn.std() / np.sqrt(n) + 1e-3
     assert exact_nn > 0.3  # the test is not trivially near independence
+
+
+@pytest.mark.parametrize("L", [2, 3])
+def test_mean_field_kl_is_the_enumerated_minimum_over_product_distributions(L):
+    """Closed-form KL at the fixed point == KL(q || p) by enumeration, and no product q does better."""
+    from scipy.optimize import minimize
+
+    J, b = ising.ising_params(L, coupling=0.3)
+    states, log_p = ising.exact_log_probs(J, b)
+
+    def enumerated_kl(m):
+        log_q = np.sum(np.log((1.0 + states * m) / 2.0), axis=1)
+        return float(np.sum(np.exp(log_q) * (log_q - log_p)))
+
+    m, kl = ising.mean_field(J, b, ising.exact_log_partition(J, b))
+    np.testing.assert_allclose(kl, enumerated_kl(m), rtol=1e-9, atol=1e-12)
+    best = minimize(lambda u: enumerated_kl(np.tanh(u)), np.zeros(L * L), method="BFGS")
+    assert kl <= best.fun + 1e-7
+    assert 0.0 < kl < enumerated_kl(np.zeros(L * L))  # above the exact 0, below the uniform q
+    m0, none = ising.mean_field(J, b)
+    assert none is None and np.allclose(m0, m)
+    with pytest.raises(ValueError, match="damping"):
+        ising.mean_field(J, b, damping=1.0)

@@ -23,7 +23,7 @@ def _example(name):
 
 
 @pytest.mark.parametrize("spec", ["marginal_ising", "marginal_ising:ising30", "marginal_ising:layernorm,cpu",
-                                  "marginal_ising:quick", "marginal_mnist", "marginal_mnist:quick",
+                                  "marginal_ising:cpu,logp_mc", "marginal_ising:quick", "marginal_mnist", "marginal_mnist:quick",
                                   "marginal_mnist:paper_optim", "marginal_mnist:mnist_unet",
                                   "marginal_mnist:unet_cpu", "marginal_mnist:unet_cpu,quick"])
 def test_every_variant_loads(spec):
@@ -36,7 +36,9 @@ def test_every_variant_loads(spec):
 def test_ising_paper_configs_match_the_official_settings():
     c = cli.load_config("marginal_ising")
     assert (c.side, c.backbone, c.width, c.depth, c.num_chains, c.lr, c.clip, c.gibbs_steps, c.alpha,
-            c.redraw_every, c.steps) == (10, "official_mlp", 2048, 4, 512, 5e-4, 0.0, 4, 4.0, 196, 39200)
+            c.redraw_every, c.steps, c.logp_mc) == (10, "official_mlp", 2048, 4, 512, 5e-4, 0.0, 4, 4.0, 196, 39200,
+                                                    False)
+    assert cli.load_config("marginal_ising:cpu,logp_mc").logp_mc is True
     assert cli.load_config("marginal_ising:ising30").side == 30
 
 

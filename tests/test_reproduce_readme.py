@@ -55,3 +55,19 @@ def test_main_job_table_labels_the_unnormalized_mam_row_and_flags_impossible_val
     mam = tables[0]["rows"][2]
     assert "unnormalized" in mam[0] and "impossible" in mam[1] and mam[3] == "not comparable"
     assert "impossible" not in tables[0]["rows"][0][1]
+
+
+def test_marginal_reused_parts_keep_the_run_they_came_from():
+    from reproduce import marginal
+    older = {"date": "d0", "git_revision": "g0", "budget": "b0", "notes": [], "data": {}}
+    assert marginal._provenance(older, ["ising"]) == {"ising": "d0 (git g0), whose budget line was: b0"}
+    # results that themselves carried parts over (written before `provenance` was stored): their note says whence
+    noted = {"date": "d1", "git_revision": "g1", "budget": "b1", "data": {},
+             "notes": ["Parts mnist, ising were not re-run: taken from the earlier run of d0 (git g0), whose budget "
+                       "line was: b0"]}
+    got = marginal._provenance(noted, ["mnist", "speedup"])
+    assert got == {"mnist": "d0 (git g0), whose budget line was: b0",
+                   "speedup": "d1 (git g1), whose budget line was: b1"}
+    stored = {"date": "d2", "git_revision": "g2", "budget": "b2", "notes": [], "data": {"provenance": got}}
+    assert marginal._provenance(stored, ["mnist", "speedup", "ising"]) == dict(
+        got, ising="d2 (git g2), whose budget line was: b2")

@@ -9,7 +9,7 @@ Public functions (all pure in ``(params, x, mask[, key])``; networks are callabl
 
 - networks: :func:`make_conditional_net`, :func:`make_marginal_net`
 - AO-ARM: :func:`arm_loss`, :func:`arm_log_marginal`, :func:`arm_log_marginal_ensemble`,
-  :func:`conditional_log_probs`
+  :func:`conditional_log_probs`, :func:`log_likelihood_estimate`
 - MaM: :func:`log_marginal`, :func:`log_marginal_many_masks`, :func:`log_normalizer`
 - objectives: :func:`mle_loss` (self-consistency distillation), :func:`joint_loss`,
   :func:`energy_loss` (REINFORCE + alpha * penalty), :func:`self_consistency_penalty`,
@@ -24,7 +24,7 @@ signatures: ground truth for tests and tiny problems) and :mod:`mamjax.marginal.
 """
 
 from mamjax.marginal.arm import (arm_log_marginal, arm_log_marginal_ensemble, arm_loss, conditional_log_probs,
-                                 make_conditional_net, subset_first_ordering)
+                                 log_likelihood_estimate, make_conditional_net, subset_first_ordering)
 from mamjax.marginal.encoding import censor, encode_onehot
 from mamjax.marginal.losses import (energy_loss, joint_loss, mle_loss, self_consistency_errors,
                                     self_consistency_penalty)
@@ -34,7 +34,7 @@ from mamjax.marginal.sampling import (conditional_sample, fill_in_order, gibbs_s
 
 __all__ = [
     "make_conditional_net", "make_marginal_net", "arm_loss", "arm_log_marginal", "arm_log_marginal_ensemble",
-    "conditional_log_probs", "subset_first_ordering", "log_marginal", "log_marginal_many_masks", "log_normalizer",
+    "conditional_log_probs", "log_likelihood_estimate", "subset_first_ordering", "log_marginal", "log_marginal_many_masks", "log_normalizer",
     "mle_loss", "joint_loss", "energy_loss", "self_consistency_penalty", "self_consistency_errors",
     "sample", "conditional_sample", "gibbs_step", "fill_in_order", "marginal_sample", "importance_log_weights",
     "encode_onehot", "censor",

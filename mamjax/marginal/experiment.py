@@ -237,7 +237,7 @@ def _adam(lr: float, clip: float | None, decay_steps: int = 0):
 
 def energy_stage(nets: Nets, log_f: Callable[[Array], Array], init_chains: Array, lr: float = 1e-3,
                  alpha: float = 4.0, gibbs_steps: int = 1, clip: float | None = 1.0, redraw: bool = False,
-                 log_z: float = 0.0, decay_steps: int = 0):
+                 log_z: float = 0.0, decay_steps: int = 0, score: str = "marginal"):
     """Energy-based training of both networks against ``log_f`` (REINFORCE + alpha * penalty).
 
     Args:
@@ -254,13 +254,16 @@ def energy_stage(nets: Nets, log_f: Callable[[Array], Array], init_chains: Array
       log_z: target of ``f(empty)`` (0: a normalized marginal network).
       decay_steps: > 0: cosine decay of the learning rate to 0 over that many steps (not in the
         official code, which keeps lr fixed).
+      score: which network the REINFORCE term differentiates: ``"marginal"`` (f_theta, the
+        paper's) or ``"conditional"`` (the official code's ``logp_mc`` option); see
+        :func:`mamjax.marginal.losses.energy_loss`.
 
     Returns:
       ``(train_step, state)`` for :func:`mamjax.train.fit`.
     """
     opt = _adam(lr, clip, decay_steps)
     base = functools.partial(losses.energy_loss, nets.marg_apply, nets.cond_apply, log_f, alpha=alpha,
-                             gibbs_steps=gibbs_steps, log_z=log_z)
+                             gibbs_steps=gibbs_steps, log_z=log_z, score=score)
     num_chains, num_dims = init_chains.shape
 
     def loss_fn(params, chains, batch, key):
@@ -577,13 +580,15 @@ def _raster_samples(cond_apply, num_samples: int, d: int):
 
 
 def save_kl_curve(seconds, kls, path: str, *, log_z: float | None, paper_kl: float | None = None,
-                  steps=None, train_metric=None, title: str = "") -> str:
+                  mean_field_kl: float | None = None, steps=None, train_metric=None, title: str = "") -> str:
     """KL against training time (left) and the training metric ``E[f - log f]`` with its -log Z floor (right).
 
     Args:
       seconds: ``[n]`` training seconds of each curve point; kls: ``[n]`` KL in nats.
       log_z: exact log Z (draws the -log Z line on the right panel).
       paper_kl: a reference KL (e.g. the paper's MaM figure), drawn as a dashed line.
+      mean_field_kl: the KL of the best factorized distribution (:func:`mamjax.data.ising.mean_field`),
+        drawn as a dotted line: a model below it has learned correlations.
       steps, train_metric: the logged steps and ``kl_plus_log_z`` values (right panel).
     """
     from matplotlib.figure import Figure
@@ -594,6 +599,8 @@ def save_kl_curve(seconds, kls, path: str, *, log_z: float | None, paper_kl: flo
     ax.axhline(0.0, color="k", lw=0.8)
     if paper_kl is not None:
         ax.axhline(paper_kl, color="C3", ls="--", lw=1, label=f"paper MaM ({paper_kl} nats)")
+    if mean_field_kl is not None:
+        ax.axhline(mean_field_kl, color="C2", ls=":", lw=1.2, label=f"best factorized q ({mean_field_kl:.2f} nats)")
     ax.set_xlabel("training time (s)")
     ax.set_ylabel("KL (nats)")
     ax.legend(fontsize=7)

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 _EPS = 1e-6
+_SCORES = ("marginal", "conditional")
 
 
 def self_consistency_errors(marg_apply: Apply, cond_apply: Apply, marg_params: Params, cond_params: Params,
@@ -169,7 +170,7 @@ def joint_loss(marg_apply: Apply, cond_apply: Apply, params: dict, chains: Array
 
 def energy_loss(marg_apply: Apply, cond_apply: Apply, log_f: Callable[[Array], Array], params: dict, chains: Array,
                 batch: Any, key: PRNGKey, *, alpha: float = 4.0, gibbs_steps: int = 1,
-                log_z=0.0) -> tuple[Array, tuple[dict, Array]]:
+                log_z=0.0, score: str = "marginal") -> tuple[Array, tuple[dict, Array]]:
     """Energy-based training against an unnormalized target ``log f(x)`` (MaM's KL objective).
 
     Chains ``x ~ p_phi`` are advanced by one Gibbs step (no gradient). The REINFORCE
@@ -181,12 +182,24 @@ def energy_loss(marg_apply: Apply, cond_apply: Apply, log_f: Callable[[Array], A
     where R is the self-consistency penalty on the chain states (gradients reach both
     networks, so p_phi follows f_theta and samples improve). Paper: alpha = 4.
 
+    ``score="conditional"`` is the official code's ``logp_mc=True`` option: the REINFORCE term
+    differentiates the conditional network's one-call estimate of ``log p_phi(x) / D`` instead of
+    ``f_theta(x)``,
+
+        loss = mean(r * mean_{i not in S} log p_phi(x_i | x_S)) + alpha * R,
+
+    with S the first t positions of a random ordering per chain, t uniform in ``[0, D)`` (the
+    AO-ARM estimator of ``log p_phi(x) / D`` averaged over orderings). The reward r still uses
+    ``f_theta``; the marginal network then learns only through R.
+
     Args:
       log_f: ``log_f(x [B, D] int) -> [B]`` unnormalized target log-density.
       params: ``{"marginal": ..., "conditional": ...}``.
       chains: ``[C, D] int`` persistent chains (the batch of the step).
       batch: unused (the data stream may yield anything); kept for the step shape.
       key: PRNG key.
+      score: ``"marginal"`` (default, the paper's) or ``"conditional"`` (official ``logp_mc``);
+        static.
 
     Returns:
       ``(loss, (metrics, new_chains))``; ``metrics["kl_plus_log_z"]`` is
@@ -194,9 +207,11 @@ def energy_loss(marg_apply: Apply, cond_apply: Apply, log_f: Callable[[Array], A
       normalized and the chains follow it.
     """
     del batch
+    if score not in _SCORES:
+        raise ValueError(f"`score` must be one of {list(_SCORES)}; got {score!r}.")
     if chains is None:
         raise ValueError("`chains` ([C, D] int persistent chain states) are required.")
-    k_gibbs, k_pen = jax.random.split(key)
+    k_gibbs, k_pen, k_mc = jax.random.split(key, 3)
     mp, cp = params["marginal"], params["conditional"]
     num_chains, num_dims = chains.shape
     chains = sampling.gibbs_step(cond_apply, jax.lax.stop_gradient(cp), chains, k_gibbs, gibbs_steps)
@@ -207,7 +222,11 @@ def energy_loss(marg_apply: Apply, cond_apply: Apply, log_f: Callable[[Array], A
                          "(a [B, 1] result would broadcast against [B] to [B, B]).")
     diff = jax.lax.stop_gradient(f_x) - target
     reward = (diff - jnp.mean(diff)) / (jnp.std(diff) + _EPS)
-    reinforce = jnp.mean(jax.lax.stop_gradient(reward) * f_x)
+    if score == "marginal":
+        log_q = f_x
+    else:
+        log_q = arm_lib.log_likelihood_estimate(cond_apply, cp, chains, k_mc) / num_dims
+    reinforce = jnp.mean(jax.lax.stop_gradient(reward) * log_q)
     pen, metrics = self_consistency_penalty(marg_apply, cond_apply, mp, cp, chains, k_pen, log_z=log_z)
     metrics = dict(metrics, penalty=pen, reinforce=reinforce, kl_plus_log_z=jnp.mean(diff))
     return reinforce + alpha * pen, (metrics, chains)
