@@ -196,3 +196,15 @@ def test_mean_field_kl_is_the_enumerated_minimum_over_product_distributions(L):
     assert none is None and np.allclose(m0, m)
     with pytest.raises(ValueError, match="damping"):
         ising.mean_field(J, b, damping=1.0)
+
+
+def test_beyond_one_site_std_is_zero_for_factorized_and_exact_for_a_pair_term():
+    from mamjax.marginal.experiment import beyond_one_site_std
+
+    cube = np.array(list(itertools.product([0, 1], repeat=3)))
+    w = np.array([0.3, -1.2, 2.0])
+    assert beyond_one_site_std(cube, cube @ w + 5.0) < 1e-12
+    # bits x0 x1 = (1 + s0 + s1 + s0 s1) / 4 in spins: over the uniform cube the residual is s0 s1 / 4
+    np.testing.assert_allclose(beyond_one_site_std(cube, cube[:, 0] * cube[:, 1]), 0.25, rtol=1e-12)
+    with pytest.raises(ValueError, match="values"):
+        beyond_one_site_std(cube, np.zeros(5))

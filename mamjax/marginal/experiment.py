@@ -31,7 +31,7 @@ from mamjax.marginal import sampling
 Array = jax.Array
 
 __all__ = ["Nets", "make_nets", "mnist_arrays", "arm_stage", "mam_stage", "TwoStages", "train_two_stages",
-           "energy_stage", "random_subsets",
+           "energy_stage", "random_subsets", "beyond_one_site_std",
            "redraw_flags", "arm_kl", "save_kl_curve", "ising_target", "ising_ground_truth", "evaluate_energy_model",
            "evaluate_nll", "subset_agreement", "paper_agreement", "time_queries", "save_image_grid", "save_scatter"]
 
@@ -527,7 +527,10 @@ def evaluate_energy_model(nets: Nets, params: dict, log_f: Callable, log_z: floa
     - ``kl_arm``: ``KL(p_phi || f/Z)`` of the AO-ARM along the raster ordering, estimated without
       bias from its own samples (exact log-probabilities, exact log Z);
     - ``kl_mam_plugin``: ``E_{x ~ p_phi}[f(x) - f(empty) - log f(x)] + log Z``, the same estimate
-      with the MaM's log-density plugged in.
+      with the MaM's log-density plugged in;
+    - ``beyond_one_site_{mam,arm,target}``: over the ground-truth samples, the standard deviation
+      (nats) of each log-density's residual after its least-squares fit by one-site terms
+      (``c + sum_i w_i x_i``): 0 for any factorized model, the interactions' share for the target.
     """
     d = nets.num_dims
     raster_ll = _raster_ll(nets.cond_apply, d)
@@ -543,10 +546,26 @@ def evaluate_energy_model(nets: Nets, params: dict, log_f: Callable, log_z: floa
     lf = np.asarray(log_f(xs))
     to_bpd = 1.0 / (d * np.log(2.0))
     kl = (lambda v: None) if log_z is None else (lambda v: float(np.mean(v) + log_z))
+    beyond = {f"beyond_one_site_{name}": beyond_one_site_std(x_true, v)
+              for name, v in (("mam", mam_true), ("arm", arm_true), ("target", np.asarray(log_f(x_true))))}
     return {"nll_mam_bpd": float(-np.mean(mam_true) * to_bpd), "nll_arm_bpd": float(-np.mean(arm_true) * to_bpd),
             "nll_mam_nats": float(-np.mean(mam_true)), "nll_arm_nats": float(-np.mean(arm_true)),
             "kl_arm": kl(arm_s - lf), "kl_mam_plugin": kl(mam_s - f0 - lf),
-            "kl_plus_log_z_arm": float(np.mean(arm_s - lf)), "f_empty": f0, "samples": np.asarray(xs)}
+            "kl_plus_log_z_arm": float(np.mean(arm_s - lf)), "f_empty": f0, **beyond, "samples": np.asarray(xs)}
+
+
+def beyond_one_site_std(x: Array, values: Array) -> float:
+    """Std (over the rows) of ``values`` minus its least-squares fit ``c + x @ w`` (float64 numpy).
+
+    ``x [N, D]`` binary, ``values [N]``: what of a log-density on these samples one-site terms
+    cannot explain (0 for a factorized model, up to float error).
+    """
+    x, values = np.asarray(x, np.float64), np.asarray(values, np.float64)
+    if x.ndim != 2 or values.shape != (x.shape[0],):
+        raise ValueError(f"`x` must be [N, D] and `values` [N]; got {x.shape} and {values.shape}.")
+    design = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return float(np.std(values - design @ coef))
 
 
 @functools.lru_cache(maxsize=32)
