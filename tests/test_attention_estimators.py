@@ -43,9 +43,11 @@ def test_batched_rollout_equals_one_trajectory_at_a_time_and_table_equals_per_gl
     table, direct = run(params, True), run(params, False)
     for a, b in zip(table, direct):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # One trajectory at a time, jitted: the six calls share one compilation (eagerly, each compiled its scan).
+    single = jax.jit(lambda p, image, label, a: model_lib.rollout(ram, p, image, label, jax.random.key(0), actions=a))
     for i in range(2):
         for k in range(3):
-            one = model_lib.rollout(ram, params, images[i], labels[i], jax.random.key(0), actions=acts[i, k])
+            one = single(params, images[i], labels[i], acts[i, k])
             for a, b in zip(one, table):
                 np.testing.assert_allclose(a, b[i, k], rtol=1e-5, atol=1e-6)
     # Sampling: same key, same trajectories; the sampled actions are then scored identically.

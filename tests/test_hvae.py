@@ -177,12 +177,12 @@ def test_structured_posterior_uses_the_top_down_path(combine):
     shuffled = _bounds(apply, st.params, st.model_state, test, perm)
     drop = plain - shuffled
     assert drop.mean() > 0.1 and drop.mean() > 4 * drop.std() / np.sqrt(len(drop))
+    # Mean-field ignores the permutation exactly, whatever its weights: checked at initialisation (a second
+    # 120-step training run would not change what this exact equality tests).
     a_m, p_m, s_m = _build(16, seed=0, posterior="mean_field", **TINY)
-    st_m, _ = _train(a_m, p_m, s_m, x[:448], steps=120, lr=5e-3)
     key = jax.random.key(3)
-    np.testing.assert_array_equal(np.asarray(hvae.elbo(a_m, st_m.params, st_m.model_state, test, key)[0]),
-                                  np.asarray(hvae.elbo(a_m, st_m.params, st_m.model_state, test, key,
-                                                                  shuffle=perm)[0]))
+    np.testing.assert_array_equal(np.asarray(hvae.elbo(a_m, p_m, s_m, test, key)[0]),
+                                  np.asarray(hvae.elbo(a_m, p_m, s_m, test, key, shuffle=perm)[0]))
 
 
 def test_combination_rules_match_closed_forms():
