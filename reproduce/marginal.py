@@ -305,8 +305,8 @@ def _probe_label(r: dict) -> str:
     return ", ".join(bits)
 
 
-def plot_probe_curves(probes: list[dict], path: str) -> str | None:
-    """KL against training step for each single-seed variant, with the factorized and paper references."""
+def plot_probe_curves(probes: list[dict], path: str, mle: list[dict] | None = None) -> str | None:
+    """KL against training step for each single-seed variant, with the factorized, paper and MLE-control references."""
     from matplotlib.figure import Figure
 
     runs = [r for r in probes if any(p.get("kl") is not None for p in r.get("curve", []))]
@@ -322,6 +322,10 @@ def plot_probe_curves(probes: list[dict], path: str) -> str | None:
     mf = _mean_field_kl(10)
     ax.axhline(mf, color="k", ls=":", lw=1.2, label=f"best factorized q ({mf:.2f} nats)")
     ax.axhline(PAPER_ISING_KL, color="C3", ls="--", lw=1, label=f"paper MaM ({PAPER_ISING_KL} nats)")
+    if mle:
+        kl_mle = float(np.mean([r["kl_arm"] for r in mle]))
+        ax.axhline(kl_mle, color="0.35", ls="-.", lw=1.2,
+                   label=f"same network by MLE on ground truth, table 7 ({kl_mle:.2f} nats)")
     ax.set_ylim(0.0, 4.0)
     ax.set_xlabel("training step (256 chains per step)")
     ax.set_ylabel("KL(p_phi raster || p) (nats)")
@@ -425,7 +429,7 @@ def main(argv=None) -> int:
                 probes.append({k: v for k, v in json.load(f).items() if k not in ("samples",)})
     else:
         probes = pdata.get("ising_probes", [])
-    plot_probe_curves(probes, os.path.join(args.workdir, "ising_variants.png"))
+    plot_probe_curves(probes, os.path.join(args.workdir, "ising_variants.png"), mle)
     tables, notes = build_tables(mnist, ising, speed, args.seeds, bench, probes, mle)
     provenance = _provenance(prev, reused)
     for origin in dict.fromkeys(provenance.values()):
