@@ -34,7 +34,8 @@ from mamjax.marginal.sampling import (conditional_sample, fill_in_order, gibbs_s
 
 __all__ = [
     "make_conditional_net", "make_marginal_net", "arm_loss", "arm_log_marginal", "arm_log_marginal_ensemble",
-    "conditional_log_probs", "log_likelihood_estimate", "subset_first_ordering", "log_marginal", "log_marginal_many_masks", "log_normalizer",
+    "conditional_log_probs", "log_likelihood_estimate", "subset_first_ordering", "log_marginal",
+    "log_marginal_many_masks", "log_normalizer",
     "mle_loss", "joint_loss", "energy_loss", "self_consistency_penalty", "self_consistency_errors",
     "sample", "conditional_sample", "gibbs_step", "fill_in_order", "marginal_sample", "importance_log_weights",
     "encode_onehot", "censor",
