@@ -19,6 +19,9 @@
 * ``logp_mc``: the official code's ``logp_mc=True`` option: the REINFORCE term differentiates the
   conditional network's one-call estimate of log p_phi(x) / D instead of f_theta(x)
   (``energy_loss(score="conditional")``); f_theta then learns through the penalty alone.
+* ``official_z``: the official code's target of f(empty): its ``LogZ`` is fixed at log K^D = D log 2
+  for the KL objective, so f_theta(x_S) is log p_theta(x_S) + D log 2 (mamjax's default pins
+  f(empty) = 0). Normalized log-densities, the KL included, are f(x) - f(empty) either way.
 * ``quick``: a 4x4 smoke run (300 steps, hidden 64).
 
 Fields under ``eval`` may change when a run is resumed; any other change is refused.
@@ -26,7 +29,7 @@ Fields under ``eval`` may change when a run is resumed; any other change is refu
 
 from ml_collections import config_dict
 
-_VARIANTS = ("ising10", "paper", "ising30", "layernorm", "cpu", "logp_mc", "quick")
+_VARIANTS = ("ising10", "paper", "ising30", "layernorm", "cpu", "logp_mc", "official_z", "quick")
 
 
 def get_config(arg: str | None = None) -> config_dict.ConfigDict:
@@ -45,6 +48,7 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
     c.clip = 0.0                    # global-norm clip; 0: none (official)
     c.logp_mc = False               # True: REINFORCE through the conditional network (official option, off there)
     c.lr_decay = False              # True: cosine decay of lr to 0 over the run (not in the official code)
+    c.f_empty = "zero"              # target of f(empty): "zero" (normalized f) or "official" (D log K, official LogZ)
     c.seed = 0
     c.save_every = 1000
     c.log_every = 50
@@ -66,6 +70,8 @@ def get_config(arg: str | None = None) -> config_dict.ConfigDict:
             c.eval.num_eval, c.eval.curve_every = 1000, 250
         elif v == "logp_mc":
             c.logp_mc = True
+        elif v == "official_z":
+            c.f_empty = "official"
         elif v == "quick":
             c.side, c.width, c.num_chains, c.steps, c.save_every = 4, 64, 64, 300, 100
             c.eval.num_eval, c.eval.curve_every, c.eval.curve_samples, c.eval.gt_sweeps = 200, 100, 200, 200

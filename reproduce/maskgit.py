@@ -40,10 +40,24 @@ import numpy as np
 from mamjax import data as mdata
 from mamjax.data import ucr
 from mamjax.maskgit import pipeline
-from mamjax.maskgit.sample import METHODS
+from mamjax.maskgit.sample import METHODS, parse_method
 from reproduce import common
 
 LABELS = {"naive": "naive", "ess_redraw": "ESS (official: redraws kept tokens)", "ess": "ESS (keeps kept tokens)"}
+
+
+def label(method: str) -> str:
+    """Table label of a sampler; ``<ess method>_g<G>`` adds the grouped critic (not the official one)."""
+    base, groups = parse_method(method)
+    return LABELS[base] if groups is None else f"{LABELS[base]}, grouped critic G = {groups}"
+
+
+def _method(name: str) -> str:
+    try:
+        parse_method(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return name
 
 MAX_LENGTH, MAX_TRAIN = 300, 100
 # TimeVQVAE paper (Lee, Malacarne, Aune 2023, arXiv:2303.04743), naive iterative decoding, as in the
@@ -78,7 +92,9 @@ def parse_args(argv=None):
     p.add_argument("--cas-steps", type=int, default=100)
     p.add_argument("--prior-loss", choices=("all", "hidden"), default="all",
                    help="prior loss on every token (the official TimeVQVAE loss) or on the hidden ones")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), type=_method,
+                   help=f"samplers: {', '.join(METHODS)}, or an ESS method with the critic's G-pass grouped "
+                        "approximation, e.g. ess_redraw_g4 (not the official critic)")
     p.add_argument("--num-samples", type=int, default=None, help="unconditional samples (default max(N_test, 256))")
     p.add_argument("--num-cas-samples", type=int, default=256)
     p.add_argument("--workdir", default="runs/reproduce_maskgit")
@@ -99,12 +115,12 @@ def summarize(runs: dict, args, seconds: float) -> dict:
     rows, floors = [], []
     for name, per_seed in runs.items():
         seeds = sorted(per_seed)
-        methods = [m for m in METHODS if m in per_seed[seeds[0]]["scores"]]
+        methods = list(per_seed[seeds[0]]["scores"])
         for method in methods:
             s = [per_seed[k]["scores"][method] for k in seeds]
             paper = PAPER_NAIVE.get(name, {}) if method == "naive" else {}
             cell = lambda key: f"{paper[key][0]} ± {paper[key][1]}" if key in paper else "-"
-            rows.append([name, LABELS[method], _ms([r["fid"] for r in s]), _ms([r["fid_rt"] for r in s]),
+            rows.append([name, label(method), _ms([r["fid"] for r in s]), _ms([r["fid_rt"] for r in s]),
                          _ms([r["is"] for r in s]) + f" (split std {np.mean([r['is_std'] for r in s]):.2f})",
                          _ms([100 * r["cas"] for r in s], 1), cell("fid"), cell("is"), cell("cas"),
                          _ms([per_seed[k]["t_star_mean"] for k in seeds], 1) if method != "naive" else "-"])
@@ -157,6 +173,7 @@ def summarize(runs: dict, args, seconds: float) -> dict:
           "the tokenizer is undertrained at this budget, which bounds every sampler's FID vs test (the "
           "round-trip column removes it)." for n, f, g in _weak_tokenizers(runs)],
         _datasets_note(list(runs)),
+        *_grouped_note(runs),
     ]
     return {"budget": budget, "tables": [main_table, floor_table], "notes": notes}
 
@@ -176,8 +193,9 @@ def main(argv=None):
     if args.append:
         with open(os.path.join(args.results_dir or common.RESULTS_DIR, "maskgit.json")) as f:
             old = json.load(f)["data"]
-        same = {k: v for k, v in old["args"].items() if k not in ("datasets", "append", "max_datasets")}
-        mine = {k: v for k, v in vars(args).items() if k not in ("datasets", "append", "max_datasets")}
+        free = ("datasets", "append", "max_datasets", "methods")  # a dataset's rows come from one run, all methods
+        same = {k: v for k, v in old["args"].items() if k not in free}
+        mine = {k: v for k, v in vars(args).items() if k not in free}
         if same != mine:
             raise SystemExit(f"--append: budget flags differ from the results file: {same} vs {mine}")
         runs = {n: {int(k): v for k, v in r.items()} for n, r in old["runs"].items()}
@@ -232,6 +250,18 @@ def _rerender(args) -> None:
     with open(out, "w") as f:
         json.dump(new, f, indent=1)
     print(f"re-rendered {out}")
+
+
+def _grouped_note(runs: dict) -> list[str]:
+    """A note on the grouped-critic rows, where a dataset has them."""
+    groups = sorted({parse_method(m)[1] for r in runs.values() for m in next(iter(r.values()))["scores"]} - {None})
+    if not groups:
+        return []
+    return [f"Grouped critic (G = {', '.join(map(str, groups))}): not the paper's sampler. The self-Token-Critic "
+            "scores each token by the prior's arg-max with that token alone hidden (N prior passes, the official "
+            "code); the grouped critic hides every G-th token at once (G passes), so each prediction sees fewer "
+            "tokens. Same prior, same seeds; its rows show what the cheaper critic costs in sample quality "
+            "(its speed: benchmarks/maskgit_bench.py)."]
 
 
 def _datasets_note(ran: list) -> str:

@@ -146,6 +146,32 @@ def test_energy_loss_score_chooses_the_network_reinforce_trains(exact_pair):
         losses.energy_loss(marg, cond, log_f, params, chains, None, key, score="joint")
 
 
+def test_energy_loss_f_empty_target_is_an_offset(exact_pair):
+    """The official code pins f(empty) to log K^D instead of 0: f + c with log_z = c gives the same loss,
+    the same gradients and the same KL estimate as f with log_z = 0 (the reward is standardized)."""
+    marg, cond, table = exact_pair
+    c = D * float(np.log(K))
+
+    def log_f(x):
+        return (x @ jnp.arange(1, D + 1)).astype(jnp.float32)
+    shifted = lambda p, x, m: marg(p, x, m) + c
+    params, chains, key = {"marginal": table, "conditional": table}, _data(jax.random.key(8), 32), jax.random.key(9)
+    outs = []
+    for m, log_z in ((marg, 0.0), (shifted, c)):
+        eb = functools.partial(losses.energy_loss, m, cond, log_f, log_z=log_z)
+        outs.append(jax.jit(jax.value_and_grad(eb, has_aux=True, allow_int=True), compiler_options=_FAST)(
+            params, chains, None, key))
+    (l0, (m0, _)), g0 = outs[0]
+    (l1, (m1, _)), g1 = outs[1]
+    np.testing.assert_allclose(l1, l0, atol=1e-3)
+    np.testing.assert_allclose(m1["kl_plus_log_z"], m0["kl_plus_log_z"], rtol=1e-5)
+    np.testing.assert_allclose(m1["f_empty"], m0["f_empty"] + c, rtol=1e-5)
+    floats = lambda g: [x for x in jax.tree.leaves(g) if jnp.issubdtype(x.dtype, jnp.floating)]
+    assert floats(g0)
+    for a, b in zip(floats(g0), floats(g1)):
+        np.testing.assert_allclose(b, a, atol=1e-3)
+
+
 def test_log_marginal_vmap_over_masks_equals_loop():
     apply, params = marginal_net.make_marginal_net(jax.random.key(10), D, K, width=16, depth=1)
     x = _data(jax.random.key(11), 3)

@@ -50,7 +50,8 @@ def test_critic_one_batched_pass_equals_n_separate_passes():
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_critic_is_one_forward_pass():
+@pytest.mark.parametrize("groups", [None, 3])  # exact (N copies) and grouped (3 copies): one batched call
+def test_critic_is_one_forward_pass(groups):
     calls = []
     fn = toy_logits_fn()
 
@@ -59,7 +60,7 @@ def test_critic_is_one_forward_pass():
         return fn(tokens, mask, labels)
 
     tokens = jax.random.randint(jax.random.key(1), (B, N), 0, K)
-    self_critic.critic_log_probs(counting, tokens, None, _codebook())
+    self_critic.critic_log_probs(counting, tokens, None, _codebook(), num_groups=groups)
     assert len(calls) == 1
 
 
@@ -268,3 +269,59 @@ def test_ess_under_jit_matches_eager():
     fn = toy_logits_fn()
     run = jax.jit(lambda k: ess.ess_decode(fn, k, codebook, batch_size=B, seq_len=N, labels=PIN_LABELS))
     np.testing.assert_array_equal(np.asarray(run(PIN_KEY)), np.array(_DEFAULT))
+
+
+# The grouped critic (critic_groups = G): G passes, each hiding the positions n with n mod G = g.
+
+def _grouped_reference(fn, tokens, labels, groups):
+    """Position n's logits from a separate call that hides exactly {m : m mod G = n mod G}."""
+    out = np.zeros(tokens.shape + (K,), np.float32)
+    for n in range(N):
+        observed = jnp.broadcast_to(jnp.arange(N) % groups != n % groups, tokens.shape)
+        out[:, n] = np.asarray(fn(tokens, observed, labels)[:, n])
+    return out
+
+
+@pytest.mark.parametrize("groups", [1, 3, 4, N])
+def test_grouped_critic_equals_separate_passes(groups):
+    fn = toy_logits_fn(3)
+    tokens = jax.random.randint(jax.random.key(4), (B, N), 0, K)
+    labels = jnp.array([0, 1, 2])
+    got = np.asarray(self_critic.grouped_leave_out_logits(fn, tokens, labels, groups))
+    np.testing.assert_allclose(got, _grouped_reference(fn, tokens, labels, groups), rtol=1e-5, atol=1e-5)
+    if groups == N:  # G = N is the exact leave-one-out critic
+        exact = np.asarray(self_critic.leave_one_out_logits(fn, tokens, labels))
+        np.testing.assert_allclose(got, exact, rtol=1e-5, atol=1e-5)
+    if groups == 1:  # everything hidden at once
+        alone = np.asarray(fn(tokens, jnp.zeros((B, N), bool), labels))
+        np.testing.assert_allclose(got, alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, N + 1, 2.0, True, -1])
+def test_grouped_critic_rejects_bad_groups(bad):
+    tokens = jnp.zeros((B, N), jnp.int32)
+    with pytest.raises(ValueError, match="num_groups"):
+        self_critic.critic_log_probs(toy_logits_fn(), tokens, None, _codebook(), num_groups=bad)
+    with pytest.raises(ValueError, match="num_groups"):
+        ess.ess_decode(toy_logits_fn(), KEY, _codebook(), batch_size=B, seq_len=N, critic_groups=bad)
+
+
+def test_ess_with_n_groups_is_the_exact_ess_and_fewer_groups_differ():
+    codebook, fn = _codebook(), toy_logits_fn()
+    run = lambda g: np.asarray(ess.ess_decode(fn, PIN_KEY, codebook, batch_size=B, seq_len=N, labels=PIN_LABELS,
+                                              critic_groups=g))
+    np.testing.assert_array_equal(run(N), np.array(_DEFAULT))
+    two = run(2)
+    assert two.shape == (B, N) and two.min() >= 0 and two.max() < K
+    np.testing.assert_array_equal(two, run(2))  # same key, same samples
+
+
+def test_parse_method():
+    from mamjax.maskgit.sample import parse_method
+    assert parse_method("naive") == ("naive", None)
+    assert parse_method("ess") == ("ess", None)
+    assert parse_method("ess_redraw_g4") == ("ess_redraw", 4)
+    assert parse_method("ess_g12") == ("ess", 12)
+    for bad in ("naive_g4", "ess_g0", "ess_g", "ess_gx", "ess_redraw_g04", "greedy", 3):
+        with pytest.raises(ValueError, match="method"):
+            parse_method(bad)

@@ -1,6 +1,8 @@
 """Critical resampling, both variants: keep the kept tokens (mamjax) or redraw them all (official code),
 and the prior loss on every position (the official loss) that the redrawing variant relies on."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,6 +129,8 @@ def test_loss_on_all_positions_skips_the_unmaskable_context():
 def test_bad_method_and_loss_positions_name_the_argument():
     with pytest.raises(ValueError, match="method"):
         pipeline.make_sampler(None, None, method="official", batch_size=2)
+    with pytest.raises(ValueError, match="exceed the 3 low-band tokens"):  # the grouped critic's G <= N_l
+        pipeline.make_sampler(types.SimpleNamespace(len_l=3), None, method="ess_redraw_g4", batch_size=2)
     with pytest.raises(ValueError, match="loss_positions"):
         pipeline.train_prior(np.zeros((2, 3), np.int32), np.zeros((2, 4), np.int32), np.zeros(2, np.int32), 2,
                              num_codes=K, loss_positions="observed")

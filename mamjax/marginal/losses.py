@@ -203,8 +203,8 @@ def energy_loss(marg_apply: Apply, cond_apply: Apply, log_f: Callable[[Array], A
 
     Returns:
       ``(loss, (metrics, new_chains))``; ``metrics["kl_plus_log_z"]`` is
-      ``mean(f_theta(x) - log f(x))``, which estimates ``KL(p || f/Z) - log Z`` when f_theta is
-      normalized and the chains follow it.
+      ``mean(f_theta(x) - log_z - log f(x))``, which estimates ``KL(p || f/Z) - log Z`` when
+      f_theta - log_z is normalized and the chains follow it.
     """
     del batch
     if score not in _SCORES:
@@ -228,5 +228,5 @@ def energy_loss(marg_apply: Apply, cond_apply: Apply, log_f: Callable[[Array], A
         log_q = arm_lib.log_likelihood_estimate(cond_apply, cp, chains, k_mc) / num_dims
     reinforce = jnp.mean(jax.lax.stop_gradient(reward) * log_q)
     pen, metrics = self_consistency_penalty(marg_apply, cond_apply, mp, cp, chains, k_pen, log_z=log_z)
-    metrics = dict(metrics, penalty=pen, reinforce=reinforce, kl_plus_log_z=jnp.mean(diff))
+    metrics = dict(metrics, penalty=pen, reinforce=reinforce, kl_plus_log_z=jnp.mean(diff) - log_z)
     return reinforce + alpha * pen, (metrics, chains)

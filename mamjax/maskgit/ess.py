@@ -21,6 +21,8 @@ over the ``N`` singly-masked copies, about ``N / 2`` in flops with the prior's o
 breaks; ``early_exit=False`` predicts all ``T - 1`` retractions in one batched pass
 instead, fewer sequential calls on wide accelerators); critical resampling ``T - t*``
 prior calls plus one critic per step that hides a token (the last step hides none).
+``critic_groups = G`` replaces the exact critic (``N`` copies) by a ``G``-pass approximation, not in
+the official code (:mod:`mamjax.maskgit.self_critic`).
 
 Critical resampling, two variants (``redraw_kept``): the official code samples a token at
 *every* position from the prior at each step, the tokens kept from ``s_{t*}`` included, and the
@@ -122,7 +124,8 @@ def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array 
                               num_steps: int = 10, schedule: str = "cosine", ma_rate: float = 0.3,
                               threshold: float = 1.0, critic_logp: Array | None = None,
                               per_sequence: bool = False, early_exit: bool = True,
-                              leave_one_out_fn: LeaveOneOutFn | None = None) -> ReverseResult:
+                              leave_one_out_fn: LeaveOneOutFn | None = None,
+                              critic_groups: int | None = None) -> ReverseResult:
     """Retracts a naive sample ``s_T`` to ``s_{t*}`` by re-masking the critic's least likely tokens.
 
     Args:
@@ -142,6 +145,8 @@ def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array 
         Both give the same t* and the same errors at the steps the walk reaches.
       leave_one_out_fn: the prior's leave-one-out pass for the critic (see
         :func:`mamjax.maskgit.self_critic.leave_one_out_logits`).
+      critic_groups: None (the official exact critic) or G: the critic's G-pass grouped
+        approximation (:func:`mamjax.maskgit.self_critic.grouped_leave_out_logits`).
 
     Returns:
       :class:`ReverseResult`; ``errors[b, t]`` is 0 at steps the walk did not reach.
@@ -150,7 +155,8 @@ def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array 
         raise ValueError(f"`num_steps` must be >= 2 for critical reverse sampling; got {num_steps}.")
     b, n = tokens.shape
     if critic_logp is None:
-        critic_logp = self_critic.critic_log_probs(logits_fn, tokens, labels, codebook, leave_one_out_fn)
+        critic_logp = self_critic.critic_log_probs(logits_fn, tokens, labels, codebook, leave_one_out_fn,
+                                                   critic_groups)
     counts = jnp.asarray(schedule_lib.hidden_counts(num_steps, n, schedule))  # the decoder's own schedule
     counts_prev = jnp.concatenate([jnp.array([n], jnp.int32), counts[:-1]])  # hidden before step t
     ranks = random_ranks(key, critic_logp)  # [B, N], ties in a random order
@@ -197,13 +203,15 @@ def critical_reverse_sampling(logits_fn: LogitsFn, tokens: Array, labels: Array 
 def critical_resampling(logits_fn: LogitsFn, reverse: ReverseResult, labels: Array | None, codebook: Array,
                         key: PRNGKey, *, num_steps: int = 10, schedule: str = "cosine", temperature: float = 4.0,
                         guidance_scale: float = 1.0, null_label: int | None = None,
-                        leave_one_out_fn: LeaveOneOutFn | None = None, redraw_kept: bool = False) -> Array:
+                        leave_one_out_fn: LeaveOneOutFn | None = None, redraw_kept: bool = False,
+                        critic_groups: int | None = None) -> Array:
     """Decodes ``s_{t*}`` forward from step ``t*`` with the critic as the confidence.
 
     At each step all hidden tokens (``redraw_kept=True``: all tokens, kept ones included, as the
     official code) are sampled from the (guided) prior, the critic scores the whole candidate
     sequence, and the ``schedule.hidden_counts(T, N)[t]`` lowest (Gumbel-noised) scores are hidden
     again - previously kept tokens included. The loop runs steps ``min(t*), ..., T - 1`` only.
+    ``critic_groups``: see :func:`critical_reverse_sampling`.
 
     Returns:
       ``[B, N] int32`` tokens.
@@ -212,7 +220,7 @@ def critical_resampling(logits_fn: LogitsFn, reverse: ReverseResult, labels: Arr
     return decode(
         logits_fn, reverse.tokens, reverse.mask, key, labels=labels, num_steps=num_steps, schedule=schedule,
         temperature=temperature, guidance_scale=guidance_scale, null_label=null_label,
-        confidence_fn=self_critic.critic_confidence_fn(logits_fn, codebook, leave_one_out_fn),
+        confidence_fn=self_critic.critic_confidence_fn(logits_fn, codebook, leave_one_out_fn, critic_groups),
         start_step=reverse.t_star, num_initial_hidden=jnp.int32(n), lock_observed=False,
         redraw_observed=redraw_kept)
 
@@ -222,7 +230,7 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
                temperature: float = 4.0, guidance_scale: float = 1.0, null_label: int | None = None,
                ma_rate: float = 0.3, threshold: float = 1.0, per_sequence: bool = False, early_exit: bool = True,
                leave_one_out_fn: LeaveOneOutFn | None = None, redraw_kept: bool = False,
-               return_info: bool = False):
+               critic_groups: int | None = None, return_info: bool = False):
     """Unconditional (or class-conditional) generation with ESS.
 
     Args:
@@ -235,6 +243,8 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
         walks back to t = 1 or to a step that reveals nothing: the costliest ESS).
       leave_one_out_fn: ``(tokens, labels) -> [B, N, K]``, the prior's leave-one-out logits for the
         critic (e.g. ``TransformerEncoder.leave_one_out``); None = vmap of ``logits_fn`` over the copies.
+      critic_groups: None (default: the official exact critic, N copies) or G: the critic's G-pass
+        grouped approximation, cheaper when G < N (see :mod:`mamjax.maskgit.self_critic`).
 
     Returns:
       ``[B, N] int32`` (and ``(naive_tokens, ReverseResult)`` if ``return_info``).
@@ -242,6 +252,7 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
     for name, v in (("batch_size", batch_size), ("seq_len", seq_len), ("num_steps", num_steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
+    self_critic.check_num_groups(critic_groups, seq_len)
     k_naive, k_reverse, k_resample = jax.random.split(key, 3)
     blank = jnp.full((batch_size, seq_len), MASK_ID, jnp.int32)
     hidden = jnp.zeros((batch_size, seq_len), bool)
@@ -250,8 +261,10 @@ def ess_decode(logits_fn: LogitsFn, key: PRNGKey, codebook: Array, *, batch_size
     reverse = critical_reverse_sampling(logits_fn, naive, labels, codebook, k_reverse, num_steps=num_steps,
                                         schedule=schedule, ma_rate=ma_rate, threshold=threshold,
                                         per_sequence=per_sequence,
-                                        early_exit=early_exit, leave_one_out_fn=leave_one_out_fn)
+                                        early_exit=early_exit, leave_one_out_fn=leave_one_out_fn,
+                                        critic_groups=critic_groups)
     out = critical_resampling(logits_fn, reverse, labels, codebook, k_resample, num_steps=num_steps,
                               schedule=schedule, temperature=temperature, guidance_scale=guidance_scale,
-                              null_label=null_label, leave_one_out_fn=leave_one_out_fn, redraw_kept=redraw_kept)
+                              null_label=null_label, leave_one_out_fn=leave_one_out_fn, redraw_kept=redraw_kept,
+                              critic_groups=critic_groups)
     return (out, (naive, reverse)) if return_info else out

@@ -180,15 +180,17 @@ def train_prior(codes_l: np.ndarray, codes_h: np.ndarray, labels: np.ndarray, nu
 def make_sampler(tok: TokenizerBundle, pri: PriorBundle, *, method: str, batch_size: int, num_steps: int = 10,
                  temperature_l: float = 4.0, temperature_h: float = 4.0, guidance_scale: float = 1.0,
                  schedule: str = "cosine", ess_per_sequence: bool = False, conditional: bool = True):
-    """A jitted sampler for ``method`` in :data:`mamjax.maskgit.sample.METHODS` (naive, ess, ess_redraw).
+    """A jitted sampler for ``method`` in :data:`mamjax.maskgit.sample.METHODS` (naive, ess, ess_redraw), or an
+    ESS method with a grouped critic (``"ess_redraw_g4"``, :func:`mamjax.maskgit.sample.parse_method`).
 
     ``conditional=True``: ``sampler(key, labels [batch_size]) -> x [batch_size, T]``;
     ``conditional=False``: ``sampler(key) -> x``, unconditional, every row given the prior's null
     class (``num_classes``, the class that class dropout trained; the official code's
     ``class_condition=None``).
     """
-    if method not in sample_lib.METHODS:
-        raise ValueError(f"`method` must be one of {list(sample_lib.METHODS)}; got {method!r}.")
+    groups = sample_lib.parse_method(method)[1]
+    if groups is not None and groups > tok.len_l:
+        raise ValueError(f"`method` {method!r}: {groups} critic groups exceed the {tok.len_l} low-band tokens.")
     codebook_l = tok.fns["codebooks"](tok.params)[0]
 
     def run(tok_params, params, cb, key, labels):
