@@ -333,11 +333,12 @@ def plot_probe_curves(probes: list[dict], path: str, mle: list[dict] | None = No
         return None
     fig = Figure(figsize=(10, 4))
     ax = fig.add_subplot()
-    for r in runs:
+    for i, r in enumerate(runs):
         pts = [p for p in r["curve"] if p.get("kl") is not None]
         last = pts[-1]["kl"]
         label = _probe_label(r) + (f" (ends at {last:.1f}, off the axis)" if last > 4.0 else "")
-        ax.plot([p["step"] for p in pts], [p["kl"] for p in pts], "o-", ms=2.5, lw=1, label=label)
+        ax.plot([p["step"] for p in pts], [p["kl"] for p in pts], "o" + ("-" if i < 10 else "--"), ms=2.5, lw=1,
+                color=f"C{i % 10}", label=label)  # ten colours, then dashed: no two runs look alike
     mf = _mean_field_kl(10)
     ax.axhline(mf, color="k", ls=":", lw=1.2, label=f"best factorized q ({mf:.2f} nats)")
     ax.axhline(PAPER_ISING_KL, color="C3", ls="--", lw=1, label=f"paper MaM ({PAPER_ISING_KL} nats)")
