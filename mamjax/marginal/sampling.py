@@ -151,7 +151,7 @@ def gibbs_step(cond_apply: CondApply, params: Params, x: Array, key: PRNGKey, nu
 
 
 def marginal_sample(marg_apply: Callable, params: Params, key: PRNGKey, num_samples: int, num_dims: int,
-                    num_classes: int = 2) -> tuple[Array, Array]:
+                    num_classes: int = 2, ordering: Array | None = None) -> tuple[Array, Array]:
     """Ancestral samples from the marginal network alone (the paper's eq. 6), with their proposal log-density.
 
     Along a random ordering sigma (one per sample), position sigma(d) is drawn from
@@ -164,6 +164,9 @@ def marginal_sample(marg_apply: Callable, params: Params, key: PRNGKey, num_samp
       params: its parameters.
       key: PRNG key.
       num_samples, num_dims, num_classes: N, D, K.
+      ordering: ``[D] int`` one ordering for every sample (e.g. ``jnp.arange(D)``, raster): q is then
+        one distribution and ``log_q`` its exact log-density; None = a random ordering per sample
+        (``log_q`` is then the density along the sample's own ordering, not the mixture's).
 
     Returns:
       ``(x [N, D] int32, log_q [N])``: the samples and ``log q(x)`` along their own ordering.
@@ -172,10 +175,17 @@ def marginal_sample(marg_apply: Callable, params: Params, key: PRNGKey, num_samp
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
     values = jnp.arange(num_classes, dtype=jnp.int32)
+    if ordering is not None:
+        ordering = jnp.asarray(ordering, jnp.int32)
+        if ordering.shape != (num_dims,):
+            raise ValueError(f"`ordering` must have shape ({num_dims},); got {ordering.shape}.")
+        if not isinstance(ordering, jax.core.Tracer) and not np.array_equal(np.sort(np.asarray(ordering)),
+                                                                               np.arange(num_dims)):
+            raise ValueError(f"`ordering` must be a permutation of 0..{num_dims - 1}.")
 
     def one(k):
         k_order, k_draw = jax.random.split(k)
-        order = masks_lib.random_ordering(k_order, num_dims)
+        order = masks_lib.random_ordering(k_order, num_dims) if ordering is None else ordering
 
         def body(carry, inp):
             xc, mc, lq = carry
