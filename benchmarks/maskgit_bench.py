@@ -91,32 +91,31 @@ def t_star_of(tok, pri, batch, reps=3) -> float:
     return float(np.mean([int(run(jax.random.key(100 + i))[0]) for i in range(reps)]))
 
 
-def critic_ms(tok, pri, batch, groups: int) -> float:
-    """Milliseconds of one grouped critic (``groups`` passes) on the low band at the sampling batch."""
+def critic_ms(tok, pri, batch, groups: int | None = None) -> float:
+    """Milliseconds of one critic on the low band at the sampling batch: the exact one (``groups=None``, the
+    prior's leave-one-out pass over the N_l singly-masked copies) or the grouped one (``groups`` passes)."""
     cb = tok.fns["codebooks"](tok.params)[0]
     null = jnp.full((batch,), NUM_CLASSES, jnp.int32)
     codes_l = jax.random.randint(jax.random.key(0), (batch, tok.len_l), 0, tok.num_codes)
     critic = jax.jit(lambda p, c: self_critic.critic_log_probs(
-        prior_lib.lf_logits_fn(pri.apply_l, p), c, null, cb, num_groups=groups))
+        prior_lib.lf_logits_fn(pri.apply_l, p), c, null, cb, prior_lib.lf_leave_one_out_fn(pri.loo_l, p),
+        num_groups=groups))
     return 1e3 * common.time_fn(lambda: critic(pri.params["lf"], codes_l), min_time=0.5)
 
 
 def per_call_ms(tok, pri, batch) -> dict:
     """Milliseconds of one call of each part the samplers repeat, at the sampling batch: the low-band prior,
     its critic (the leave-one-out pass over the N_l singly-masked copies), the high-band prior, the detokenizer."""
-    cb = tok.fns["codebooks"](tok.params)[0]
     null = jnp.full((batch,), NUM_CLASSES, jnp.int32)
     codes_l = jax.random.randint(jax.random.key(0), (batch, tok.len_l), 0, tok.num_codes)
     codes_h = jax.random.randint(jax.random.key(1), (batch, tok.len_h), 0, tok.num_codes)
     half_l, half_h = jnp.arange(tok.len_l) % 2 == 0, jnp.arange(tok.len_h) % 2 == 0
     f_l = jax.jit(lambda p, c: prior_lib.lf_logits_fn(pri.apply_l, p)(c, jnp.broadcast_to(half_l, c.shape), null))
-    critic = jax.jit(lambda p, c: self_critic.critic_log_probs(
-        None, c, null, cb, prior_lib.lf_leave_one_out_fn(pri.loo_l, p)))
     f_h = jax.jit(lambda p, c: prior_lib.hf_logits_fn(pri.apply_h, p, codes_l, tok.num_codes)(
         c, jnp.broadcast_to(half_h, c.shape), null))
     detok = jax.jit(tok.fns["detokenize"])
     return {"prior_l": 1e3 * common.time_fn(lambda: f_l(pri.params["lf"], codes_l), min_time=0.5),
-            "critic": 1e3 * common.time_fn(lambda: critic(pri.params["lf"], codes_l), min_time=0.5),
+            "critic": critic_ms(tok, pri, batch),
             "prior_h": 1e3 * common.time_fn(lambda: f_h(pri.params["hf"], codes_h), min_time=0.5),
             "detok": 1e3 * common.time_fn(lambda: detok(tok.params, codes_l, codes_h), min_time=0.5)}
 

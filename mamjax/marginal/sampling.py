@@ -176,12 +176,11 @@ def marginal_sample(marg_apply: Callable, params: Params, key: PRNGKey, num_samp
             raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
     values = jnp.arange(num_classes, dtype=jnp.int32)
     if ordering is not None:
-        ordering = jnp.asarray(ordering, jnp.int32)
+        ordering = jnp.asarray(ordering)
+        masks_lib._check_ordering(ordering)  # a 1-D integer permutation (checked when concrete)
         if ordering.shape != (num_dims,):
             raise ValueError(f"`ordering` must have shape ({num_dims},); got {ordering.shape}.")
-        if not isinstance(ordering, jax.core.Tracer) and not np.array_equal(np.sort(np.asarray(ordering)),
-                                                                               np.arange(num_dims)):
-            raise ValueError(f"`ordering` must be a permutation of 0..{num_dims - 1}.")
+        ordering = ordering.astype(jnp.int32)
 
     def one(k):
         k_order, k_draw = jax.random.split(k)

@@ -29,7 +29,7 @@ def parse_method(method: str) -> tuple[str, int | None]:
     if not isinstance(method, str):
         raise ValueError(f"`method` must be a string; got {method!r}.")
     base, sep, groups = method.rpartition("_g")
-    if sep and base in METHODS[1:] and groups.isdigit() and int(groups) >= 1 and groups[0] != "0":
+    if sep and base in METHODS[1:] and groups.isdigit() and groups[0] != "0":  # G >= 1, no leading zero
         return base, int(groups)
     if method in METHODS:
         return method, None

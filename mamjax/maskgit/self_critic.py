@@ -55,14 +55,7 @@ def leave_one_out_logits(logits_fn: LogitsFn, tokens: Array, labels: Array | Non
     """
     if leave_one_out_fn is not None:
         return leave_one_out_fn(tokens, labels)
-    n = tokens.shape[1]
-    copy_masks = ~jnp.eye(n, dtype=bool)  # row n hides position n only
-
-    def one_copy(m):
-        return logits_fn(tokens, jnp.broadcast_to(m, tokens.shape), labels)  # [B, N, K]
-
-    logits = jax.vmap(one_copy, out_axes=1)(copy_masks)  # [B, N copies, N positions, K]
-    return jnp.moveaxis(jnp.diagonal(logits, axis1=1, axis2=2), 1, 2)  # [B, N, K]
+    return grouped_leave_out_logits(logits_fn, tokens, labels, tokens.shape[1])  # N groups of one: copy n hides n
 
 
 def check_num_groups(num_groups, seq_len: int) -> None:
