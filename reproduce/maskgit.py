@@ -174,7 +174,9 @@ def summarize(runs: dict, args, seconds: float) -> dict:
           "the tokenizer is undertrained at this budget, which bounds every sampler's FID vs test (the "
           "round-trip column removes it)." for n, f, g in _weak_tokenizers(runs)],
         _datasets_note(list(runs)),
+        *_machines_note(runs),
         *_grouped_note(runs),
+        *_claim_note(runs),
     ]
     return {"budget": budget, "tables": [main_table, floor_table], "notes": notes}
 
@@ -193,13 +195,17 @@ def main(argv=None):
     previous_seconds = 0.0
     if args.append:
         with open(os.path.join(args.results_dir or common.RESULTS_DIR, "maskgit.json")) as f:
-            old = json.load(f)["data"]
+            old_file = json.load(f)
+        old, old_machine = old_file["data"], old_file["machine"]
         free = ("datasets", "append", "max_datasets", "methods")  # a dataset's rows come from one run, all methods
         same = {k: v for k, v in old["args"].items() if k not in free}
         mine = {k: v for k, v in vars(args).items() if k not in free}
         if same != mine:
             raise SystemExit(f"--append: budget flags differ from the results file: {same} vs {mine}")
         runs = {n: {int(k): v for k, v in r.items()} for n, r in old["runs"].items()}
+        for per_seed in runs.values():  # runs recorded before the per-run machine field ran on the file's machine
+            for r in per_seed.values():
+                r.setdefault("machine", old_machine)
         previous_seconds = float(old.get("seconds", sum(r["seconds"] for v in runs.values() for r in v.values())))
         command += " (then --datasets <rest> --append)"
     for name in names:
@@ -220,7 +226,7 @@ def main(argv=None):
             t_star = _ess_t_star(out, seed)
             runs[name][seed] = {"scores": out["scores"], "length": int(tr["x"].shape[1]), "num_test": len(te["x"]),
                                 "tokenizer_mse": float(np.mean((rt - te["x"]) ** 2)), "t_star_mean": t_star,
-                                "copy_rate": _copy_rate(out, tr["x"], seed),
+                                "copy_rate": _copy_rate(out, tr["x"], seed), "machine": common.machine(),
                                 "seconds": time.time() - ts}
             print(name, seed, json.dumps({m: {k: round(v, 3) for k, v in s.items()}
                                           for m, s in out["scores"].items()}), f"{time.time() - ts:.0f} s", flush=True)
@@ -262,8 +268,52 @@ def _grouped_note(runs: dict) -> list[str]:
             "scores each token by the prior's arg-max with that token alone hidden (N prior passes, the official "
             "code); the grouped critic hides every G-th token at once (G passes), so each prediction sees fewer "
             "tokens. Same prior, same seeds; its rows show what the cheaper critic costs in sample quality "
-            "(its speed: benchmarks/maskgit_bench.py). At these CPU sizes (10 low-band tokens) it saves no time; "
-            "the saving is at the official 45 tokens. The t* column is measured for the exact critic only."]
+            "(what it saves at each size, CPU default and official: the speed table, benchmarks/maskgit_bench.py). "
+            "The t* column is measured for the exact critic only."]
+
+
+def _paired(per_seed: dict, method: str, base: str, key: str = "fid") -> tuple[float, float]:
+    """Mean and std over seeds of ``score(method) - score(base)``: the same prior and seed, so paired."""
+    d = [r["scores"][method][key] - r["scores"][base][key] for r in per_seed.values()]
+    return float(np.mean(d)), float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
+
+
+def _claim_note(runs: dict) -> list[str]:
+    """What the table says about the paper's claim (ESS lowers FID against naive decoding), from the data: per
+    ESS variant, on how many datasets its mean FID vs test is below naive's, and the paired per-seed differences."""
+    out = []
+    for method in ("ess_redraw", "ess"):
+        have = {n: p for n, p in runs.items() if method in next(iter(p.values()))["scores"]}
+        if not have:
+            continue
+        diffs = {n: _paired(p, method, "naive") for n, p in have.items()}
+        better = [n for n, (m, _) in diffs.items() if m < 0]
+        out.append(f"Claim check, {label(method)} vs naive (FID vs test, paired per seed, ESS - naive, mean ± std; "
+                   f"negative = ESS better): lower mean FID on {len(better)} of {len(have)} datasets"
+                   f"{' (' + ', '.join(better) + ')' if better else ''}; "
+                   + "; ".join(f"{n} {m:+.2f} ± {sd:.2f}" for n, (m, sd) in diffs.items()) + ".")
+    for base in ("ess_redraw", "ess"):
+        grouped = sorted({m for p in runs.values() for m in next(iter(p.values()))["scores"]
+                          if parse_method(m)[0] == base and parse_method(m)[1] is not None})
+        for method in grouped:
+            have = {n: p for n, p in runs.items() if method in next(iter(p.values()))["scores"]}
+            out.append(f"Grouped vs exact critic, {label(method)} - {label(base)} (FID vs test, paired per seed): "
+                       + "; ".join(f"{n} {m:+.2f} ± {sd:.2f}" for n, (m, sd) in
+                                   ((n, _paired(p, method, base)) for n, p in have.items())) + ".")
+    return out
+
+
+def _machines_note(runs: dict) -> list[str]:
+    """Where the datasets ran on different machines (``--append``), which ran where: float results of the same
+    seed differ between CPUs (XLA compiles for the host), so rows from two machines are two measurements."""
+    where = {}
+    for name, per_seed in runs.items():
+        for r in per_seed.values():
+            where.setdefault(r.get("machine", "unrecorded"), []).append(name)
+    if len(where) < 2:
+        return []
+    return ["Machines (datasets appended by later runs): " + "; ".join(
+        f"{', '.join(dict.fromkeys(names))} on {m}" for m, names in where.items()) + "."]
 
 
 def _datasets_note(ran: list) -> str:

@@ -71,3 +71,12 @@ def test_marginal_reused_parts_keep_the_run_they_came_from():
     stored = {"date": "d2", "git_revision": "g2", "budget": "b2", "notes": [], "data": {"provenance": got}}
     assert marginal._provenance(stored, ["mnist", "speedup", "ising"]) == dict(
         got, ising="d2 (git g2), whose budget line was: b2")
+
+
+def test_maskgit_appended_runs_name_the_machine_each_dataset_ran_on():
+    from reproduce import maskgit
+    one = {"A": {0: {"machine": "cpu X"}, 1: {"machine": "cpu X"}}, "B": {0: {"machine": "cpu X"}}}
+    assert maskgit._machines_note(one) == []  # one machine: the results file's machine line says it
+    two = dict(one, C={0: {"machine": "cpu Y"}}, D={0: {}})
+    assert maskgit._machines_note(two) == [
+        "Machines (datasets appended by later runs): A, B on cpu X; C on cpu Y; D on unrecorded."]
