@@ -423,7 +423,8 @@ def _provenance(prev: dict, reused: list[str]) -> dict[str, str]:
             m = _REUSED_NOTE.match(note)
             if m:
                 older.update({p.strip(): m.group("origin") for p in m.group("parts").split(",")})
-    own = f"{prev.get('date')} (git {prev.get('git_revision')}), whose budget line was: {prev.get('budget')}"
+    own = (f"{prev.get('date')} (git {prev.get('git_revision')}; {prev.get('machine')}), whose budget line was: "
+           f"{prev.get('budget')}")
     return {p: older.get(p, own) for p in reused}
 
 

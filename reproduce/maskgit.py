@@ -288,10 +288,13 @@ def _claim_note(runs: dict) -> list[str]:
             continue
         diffs = {n: _paired(p, method, "naive") for n, p in have.items()}
         better = [n for n, (m, _) in diffs.items() if m < 0]
+        wins = {k: [n for n, p in have.items() if _paired(p, method, "naive", k)[0] > 0] for k in ("is", "cas")}
         out.append(f"Claim check, {label(method)} vs naive (FID vs test, paired per seed, ESS - naive, mean ± std; "
                    f"negative = ESS better): lower mean FID on {len(better)} of {len(have)} datasets"
                    f"{' (' + ', '.join(better) + ')' if better else ''}; "
-                   + "; ".join(f"{n} {m:+.2f} ± {sd:.2f}" for n, (m, sd) in diffs.items()) + ".")
+                   + "; ".join(f"{n} {m:+.2f} ± {sd:.2f}" for n, (m, sd) in diffs.items())
+                   + f". Higher mean IS on {len(wins['is'])} of {len(have)}, higher mean CAS on "
+                     f"{len(wins['cas'])} of {len(have)}.")
     for base in ("ess_redraw", "ess"):
         grouped = sorted({m for p in runs.values() for m in next(iter(p.values()))["scores"]
                           if parse_method(m)[0] == base and parse_method(m)[1] is not None})

@@ -59,18 +59,19 @@ def test_main_job_table_labels_the_unnormalized_mam_row_and_flags_impossible_val
 
 def test_marginal_reused_parts_keep_the_run_they_came_from():
     from reproduce import marginal
-    older = {"date": "d0", "git_revision": "g0", "budget": "b0", "notes": [], "data": {}}
-    assert marginal._provenance(older, ["ising"]) == {"ising": "d0 (git g0), whose budget line was: b0"}
+    older = {"date": "d0", "git_revision": "g0", "machine": "m0", "budget": "b0", "notes": [], "data": {}}
+    assert marginal._provenance(older, ["ising"]) == {"ising": "d0 (git g0; m0), whose budget line was: b0"}
     # results that themselves carried parts over (written before `provenance` was stored): their note says whence
-    noted = {"date": "d1", "git_revision": "g1", "budget": "b1", "data": {},
+    noted = {"date": "d1", "git_revision": "g1", "machine": "m1", "budget": "b1", "data": {},
              "notes": ["Parts mnist, ising were not re-run: taken from the earlier run of d0 (git g0), whose budget "
                        "line was: b0"]}
     got = marginal._provenance(noted, ["mnist", "speedup"])
     assert got == {"mnist": "d0 (git g0), whose budget line was: b0",
-                   "speedup": "d1 (git g1), whose budget line was: b1"}
-    stored = {"date": "d2", "git_revision": "g2", "budget": "b2", "notes": [], "data": {"provenance": got}}
+                   "speedup": "d1 (git g1; m1), whose budget line was: b1"}
+    stored = {"date": "d2", "git_revision": "g2", "machine": "m2", "budget": "b2", "notes": [],
+              "data": {"provenance": got}}
     assert marginal._provenance(stored, ["mnist", "speedup", "ising"]) == dict(
-        got, ising="d2 (git g2), whose budget line was: b2")
+        got, ising="d2 (git g2; m2), whose budget line was: b2")
 
 
 def test_maskgit_appended_runs_name_the_machine_each_dataset_ran_on():
@@ -80,3 +81,15 @@ def test_maskgit_appended_runs_name_the_machine_each_dataset_ran_on():
     two = dict(one, C={0: {"machine": "cpu Y"}}, D={0: {}})
     assert maskgit._machines_note(two) == [
         "Machines (datasets appended by later runs): A, B on cpu X; C on cpu Y; D on unrecorded."]
+
+
+def test_maskgit_claim_note_counts_datasets_from_paired_differences():
+    from reproduce import maskgit
+    sc = lambda fid, is_, cas: {"fid": fid, "is": is_, "cas": cas}
+    runs = {"A": {0: {"scores": {"naive": sc(2.0, 1.0, 0.5), "ess_redraw": sc(1.0, 1.1, 0.4)}},
+                  1: {"scores": {"naive": sc(3.0, 1.0, 0.5), "ess_redraw": sc(2.0, 1.2, 0.4)}}},
+            "B": {0: {"scores": {"naive": sc(1.0, 2.0, 0.9), "ess_redraw": sc(1.5, 1.0, 0.95)}},
+                  1: {"scores": {"naive": sc(1.0, 2.0, 0.9), "ess_redraw": sc(2.5, 1.0, 0.95)}}}}
+    (note,) = maskgit._claim_note(runs)
+    assert "lower mean FID on 1 of 2 datasets (A); A -1.00 ± 0.00; B +1.00 ± 0.71" in note
+    assert "Higher mean IS on 1 of 2, higher mean CAS on 1 of 2." in note
