@@ -23,6 +23,9 @@ Timed, interleaved (mamjax, then PyTorch, each repetition), float32, the same th
    a random prefix per example, weight D / (D - t), as ``mamjax.marginal.arm.arm_loss``) + Adam.
    The official Ising ARM is trained energy-based (``arm_eb.py``: an ancestral sample and a
    D-call chain rule with gradients per step), which mamjax does not implement; not timed.
+5. **one hidden layer**: ``leaky_relu(a @ W) + a`` at ``[batch, width] x [width, width]``, the product
+   that dominates every row above: what each framework's matrix product gives on this CPU, the bound on
+   any ratio at equal flops.
 
 The PyTorch code is re-written from the official code's description (not copied). Without torch
 the PyTorch rows say "official: torch not installed".
@@ -101,6 +104,10 @@ def _mamjax_fns(width: int, batch: int, chunks) -> dict:
         box["arm"], m = arm_step(box["arm"], x, jax.random.key(box["i"]))
         jax.block_until_ready(m["loss"])
 
+    a = jax.random.normal(jax.random.key(3), (batch, width))
+    w = jax.random.normal(jax.random.key(4), (width, width)) / np.sqrt(width)
+    layer = jax.jit(lambda a, w: jax.nn.leaky_relu(a @ w, 0.01) + a)
+    fns["one hidden layer, mamjax"] = lambda: jax.block_until_ready(layer(a, w))
     fns["MaM train step, mamjax"] = run_mam
     fns["AO-ARM train step, mamjax"] = run_arm
     return fns
@@ -273,7 +280,14 @@ def _torch_fns(width: int, batch: int) -> dict:
             marg(h)
             return ar(h)
 
-    return {"chain rule, PyTorch as written (dual net)": lambda: torch_chain_rule(Dual(), x, order(batch)),
+    a, w = torch.randn(batch, width), torch.randn(width, width) / width ** 0.5
+
+    def layer():
+        with torch.no_grad():
+            return F.leaky_relu(a @ w, 0.01) + a
+
+    return {"one hidden layer, PyTorch": layer,
+            "chain rule, PyTorch as written (dual net)": lambda: torch_chain_rule(Dual(), x, order(batch)),
             "chain rule, PyTorch lean (conditional net)": lambda: torch_chain_rule(ar, x, order(batch)),
             "MaM f(x), PyTorch as written (dual net)": lambda: fx(lambda v: dual(v)[0]),
             "MaM f(x), PyTorch lean (marginal net)": lambda: fx(f_only),
@@ -298,7 +312,8 @@ def _flops(width: int, batch: int) -> dict:
             # gibbs 4 dual; net(samples) dual; mb on samples 2 dual; mb on data 2 dual (forward);
             # backward through marg(samples), marg x 2 and cond on the samples' prefixes
             "MaM train step, PyTorch as written": 9 * b * (cond + marg) + 2 * (3 * b * marg + b * cond),
-            "AO-ARM train step, mamjax": 3 * b * cond, "AO-ARM train step, PyTorch": 3 * b * cond}
+            "AO-ARM train step, mamjax": 3 * b * cond, "AO-ARM train step, PyTorch": 3 * b * cond,
+            "one hidden layer, mamjax": 2 * b * width * width, "one hidden layer, PyTorch": 2 * b * width * width}
 
 
 def _group(name: str) -> str:
@@ -306,7 +321,10 @@ def _group(name: str) -> str:
 
 
 def run(width: int, batch: int, reps: int, chunks, threads: int) -> tuple[list[list], dict]:
-    info = {"load_before": _load(), "width": width, "batch": batch, "reps": reps, "threads": threads}
+    from reproduce.common import machine
+
+    info = {"load_before": _load(), "width": width, "batch": batch, "reps": reps, "threads": threads,
+            "machine": machine()}
     fns = _mamjax_fns(width, batch, chunks)
     try:
         import torch
@@ -351,7 +369,8 @@ def main(quick: bool = False, argv=None) -> str:
     head = (f"10x10 Ising (D = 100, K = 2), official_mlp width {width}, {LAYERS} layers (3 hidden {width}x{width} "
             f"per network), batch {batch}, float32, {info['threads']} threads, median of {reps} interleaved "
             f"repetitions; load average {info['load_before']} before, {info['load_after']} after "
-            f"(2-core CPU shared with other jobs). Ratio = PyTorch seconds / fastest mamjax seconds.\n\n")
+            f"(2-core CPU shared with other jobs); {info['machine']}. Ratio = PyTorch seconds / fastest mamjax "
+            f"seconds.\n\n")
     headers = ["computation", "seconds", "GFLOP/s (analytic)", "official / mamjax"]
     out = head + table(headers, rows)
     print(out)
