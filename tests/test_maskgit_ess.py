@@ -325,3 +325,14 @@ def test_parse_method():
     for bad in ("naive_g4", "ess_g0", "ess_g", "ess_gx", "ess_redraw_g04", "greedy", 3):
         with pytest.raises(ValueError, match="method"):
             parse_method(bad)
+
+
+def test_leave_one_out_chunk_follows_the_activation_budget():
+    from mamjax.maskgit import prior as prior_lib
+    # width 64 (the CPU default): the chunks critic_bench measured, 6144 copy tokens, unchanged
+    assert [prior_lib.leave_one_out_batch_size(n) for n in (10, 13, 16, 19)] == [55, 33, 22, 16]
+    assert prior_lib.leave_one_out_batch_size(45, 256) == 1  # the official GunPoint prior: one sequence
+    assert prior_lib.leave_one_out_batch_size(19, 256) == 4
+    assert prior_lib.leave_one_out_batch_size(500, 1024) == 1  # never below one sequence
+    with pytest.raises(ValueError, match="`dim` must be a positive int"):
+        prior_lib.leave_one_out_batch_size(10, 0)

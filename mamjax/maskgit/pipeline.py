@@ -142,7 +142,7 @@ def init_prior(num_codes: int, len_l: int, len_h: int, num_classes: int, *, dim:
                                 num_heads=num_heads, rngs=nnx.Rngs(seed + 1))
     (apply_l, p_l), (apply_h, p_h) = nn_lib.functional(pri["lf"]), nn_lib.functional(pri["hf"])
     loo_l = functools.partial(nn_lib.functional(pri["lf"], method="leave_one_out")[0],
-                              batch_size=prior_lib.leave_one_out_batch_size(len_l))
+                              batch_size=prior_lib.leave_one_out_batch_size(len_l, dim))
     return PriorBundle(apply_l, apply_h, {"lf": p_l, "hf": p_h}, num_classes, loo_l)
 
 

@@ -113,17 +113,21 @@ def lf_logits_fn(apply: Callable, params: Any) -> LogitsFn:
     return lambda tokens, mask, labels: apply(params, tokens, mask, labels)
 
 
-def leave_one_out_batch_size(seq_len: int) -> int | None:
+def leave_one_out_batch_size(seq_len: int, dim: int = 64) -> int | None:
     """Sequences per chunk of the critic's leave-one-out pass (``TransformerEncoder.leave_one_out``).
 
-    On CPU about 6,144 copy tokens per chunk (``seq_len`` copies of ``seq_len + 1``
-    tokens per sequence), which keeps a chunk in cache: 1.7-1.9x faster than one
-    chunk at N_l = 16-19, about even at 10-13 (``benchmarks/critic_bench.py``). None (one chunk) on
-    accelerators, where the whole batch runs in parallel.
+    On CPU a chunk holds about 6,144 x 64 activations per layer (``seq_len`` copies of ``seq_len + 1``
+    tokens of width ``dim`` per sequence), which keeps it in cache: at width 64, 1.7-1.9x faster than
+    one chunk at N_l = 16-19 and about even at 10-13 (``benchmarks/critic_bench.py``); at the official
+    GunPoint prior (N_l = 45, width 256) one sequence per chunk is about 1.5x faster than 8. At least
+    one sequence. None (one chunk) on accelerators, where the whole batch runs in parallel.
     """
+    for name, v in (("seq_len", seq_len), ("dim", dim)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
     if jax.default_backend() != "cpu":
         return None
-    return max(8, 6144 // (seq_len * (seq_len + 1)))
+    return max(1, 6144 * 64 // (seq_len * (seq_len + 1) * dim))
 
 
 def lf_leave_one_out_fn(apply_loo: Callable, params: Any):
