@@ -32,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import time
 
 import jax
@@ -99,6 +101,8 @@ def parse_args(argv=None):
     p.add_argument("--num-cas-samples", type=int, default=256)
     p.add_argument("--workdir", default="runs/reproduce_maskgit")
     p.add_argument("--results-dir", default=None)
+    p.add_argument("--results-name", default="maskgit",
+                   help="results file results/<name>.json (e.g. maskgit_long for a longer-trained variant)")
     p.add_argument("--from-results", type=float, default=None, metavar="WALL_MINUTES",
                    help="re-render results/maskgit.json from its own per-seed data (no training), stating "
                         "WALL_MINUTES as the measured wall time of the run that produced it")
@@ -155,7 +159,7 @@ def summarize(runs: dict, args, seconds: float) -> dict:
     notes = [
         "How this differs from the papers: the paper trains stage 1 for 2,000 epochs and stage 2 for 10,000 "
         "epochs on a GPU with 64-d, 4-block encoders and a 256-wide, 4-layer prior; here the CPU-default sizes "
-        "(configs/maskgit_ucr.py) and a few hundred steps. The paper's FCN is pretrained per dataset "
+        f"(configs/maskgit_ucr.py), {args.tokenizer_steps} tokenizer and {args.prior_steps} prior steps. The paper's FCN is pretrained per dataset "
         "(supervised_FCN) and its FID reference is the test set through the STFT -> ISTFT round trip (near "
         "identity); here the FCN is trained in the pipeline and FID is shown against the raw test set and "
         "against the test set through the full tokenizer (VQ) round trip. Our figures are therefore not the "
@@ -191,13 +195,14 @@ def main(argv=None):
     os.makedirs(args.workdir, exist_ok=True)
     names = args.datasets or selected_datasets()[: args.max_datasets]
     t0, runs, path = time.time(), {}, None
-    command = "flock /tmp/mamjax_heavy.lock python -m reproduce.maskgit"
+    flags = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = f"flock /tmp/mamjax_heavy.lock python -m reproduce.maskgit {flags}".strip()
     previous_seconds = 0.0
     if args.append:
-        with open(os.path.join(args.results_dir or common.RESULTS_DIR, "maskgit.json")) as f:
+        with open(os.path.join(args.results_dir or common.RESULTS_DIR, f"{args.results_name}.json")) as f:
             old_file = json.load(f)
         old, old_machine = old_file["data"], old_file["machine"]
-        free = ("datasets", "append", "max_datasets", "methods")  # a dataset's rows come from one run, all methods
+        free = ("datasets", "append", "max_datasets", "methods", "results_name")  # a dataset's rows come from one run, all methods
         same = {k: v for k, v in old["args"].items() if k not in free}
         mine = {k: v for k, v in vars(args).items() if k not in free}
         if same != mine:
@@ -207,7 +212,7 @@ def main(argv=None):
             for r in per_seed.values():
                 r.setdefault("machine", old_machine)
         previous_seconds = float(old.get("seconds", sum(r["seconds"] for v in runs.values() for r in v.values())))
-        command += " (then --datasets <rest> --append)"
+        command += " (appended to an earlier run's datasets)"
     for name in names:
         tr, te = mdata.load(f"ucr/{name}", "train"), mdata.load(f"ucr/{name}", "test")
         num_classes = int(tr["label"].max()) + 1
@@ -233,14 +238,14 @@ def main(argv=None):
         seconds = previous_seconds + time.time() - t0
         s = summarize(runs, args, seconds)
         path = common.write_results(
-            "maskgit", title="Naive MaskGIT decoding vs ESS on UCR datasets (paper protocol, CPU scale).",
+            args.results_name, title="Naive MaskGIT decoding vs ESS on UCR datasets (paper protocol, CPU scale).",
             command=command, budget=s["budget"], seeds=args.seeds, tables=s["tables"], notes=s["notes"],
             data={"runs": runs, "args": vars(args), "seconds": seconds}, results_dir=args.results_dir)
     print(f"wrote {path}; {time.time() - t0:.0f} s")
 
 
 def _rerender(args) -> None:
-    path = os.path.join(args.results_dir or common.RESULTS_DIR, "maskgit.json")
+    path = os.path.join(args.results_dir or common.RESULTS_DIR, f"{args.results_name}.json")
     with open(path) as f:
         old = json.load(f)
     ran = argparse.Namespace(**{**vars(args), **old["data"]["args"]})
@@ -249,7 +254,7 @@ def _rerender(args) -> None:
     flags = " ".join(old["python_argv"][1:])
     command = f"flock /tmp/mamjax_heavy.lock python -m reproduce.maskgit {flags}".strip()
     out = common.write_results(
-        "maskgit", title=old["title"], command=command, budget=s["budget"], seeds=old["seeds"], tables=s["tables"],
+        args.results_name, title=old["title"], command=command, budget=s["budget"], seeds=old["seeds"], tables=s["tables"],
         notes=s["notes"], data=dict(old["data"], seconds=60 * args.from_results), results_dir=args.results_dir)
     with open(out) as f:  # the provenance of the run, not of this re-rendering
         new = json.load(f)
@@ -320,11 +325,14 @@ def _machines_note(runs: dict) -> list[str]:
 
 
 def _datasets_note(ran: list) -> str:
-    rest = [n for n in selected_datasets() if n not in ran]
+    sel = selected_datasets()
+    rest = [n for n in sel if n not in ran]
     if not rest:
         return f"Datasets: all {len(ran)} of the selection ran ({', '.join(ran)})."
-    return (f"Datasets: {', '.join(ran)}, the first {len(ran)} of the selection, fit this run's lock budget; "
-            f"the rest ({', '.join(rest)}) did not run.")
+    if list(ran) == sel[: len(ran)]:
+        return (f"Datasets: {', '.join(ran)}, the first {len(ran)} of the selection, fit this run's lock budget; "
+                f"the rest ({', '.join(rest)}) did not run.")
+    return f"Datasets: {', '.join(ran)} (chosen with --datasets); the rest of the selection ({', '.join(rest)}) did not run."
 
 
 def _weak_tokenizers(runs: dict) -> list[tuple[str, float, float]]:
