@@ -309,8 +309,20 @@ def build_tables(mnist: list[dict], ising: list[dict], speed: list[dict], seeds,
         f"field, has KL {_mean_field_kl(10):.2f} nats; a model at or above it has learned the one-site marginals "
         "but not the correlations.",
         f"Seeds {', '.join(map(str, seeds))}; mean ± sample std over seeds.",
+        *_probe_machines_note(probes or []),
     ]
     return tables, notes
+
+
+def _probe_machines_note(probes: list[dict]) -> list[str]:
+    """Which rows of table 6 ran on which machine, where they differ (training seconds compare within one)."""
+    where = {}
+    for i, r in enumerate(probes, 1):
+        where.setdefault(r.get("machine", "unrecorded"), []).append(str(i))
+    if len(where) < 2:
+        return []
+    return ["Table 6 ran on more than one machine (its training seconds compare only within one): " + "; ".join(
+        f"row{'s' if len(rows) > 1 else ''} {', '.join(rows)} on {m}" for m, rows in where.items()) + "."]
 
 
 _F_EMPTY = {"zero": "0", "official": "D log 2 (official)"}
@@ -458,7 +470,8 @@ def main(argv=None) -> int:
         probes = list(pdata.get("ising_probes", [])) if args.append_probes else []
         for wd in args.ising_probes:
             with open(os.path.join(wd, "results.json")) as f:
-                probes.append({k: v for k, v in json.load(f).items() if k not in ("samples",)})
+                probes.append({"machine": common.machine(),  # where it ran: this machine, as the workdir is here
+                               **{k: v for k, v in json.load(f).items() if k not in ("samples",)}})
     else:
         probes = pdata.get("ising_probes", [])
     plot_probe_curves(probes, os.path.join(args.workdir, "ising_variants.png"), mle)

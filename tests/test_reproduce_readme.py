@@ -93,3 +93,11 @@ def test_maskgit_claim_note_counts_datasets_from_paired_differences():
     (note,) = maskgit._claim_note(runs)
     assert "lower mean FID on 1 of 2 datasets (A); A -1.00 ± 0.00; B +1.00 ± 0.71" in note
     assert "Higher mean IS on 1 of 2, higher mean CAS on 1 of 2." in note
+
+
+def test_marginal_probe_table_names_its_machines_when_they_differ():
+    from reproduce import marginal
+    assert marginal._probe_machines_note([{"machine": "m0"}, {"machine": "m0"}]) == []
+    assert marginal._probe_machines_note([{"machine": "m0"}, {"machine": "m0"}, {"machine": "m1"}, {}]) == [
+        "Table 6 ran on more than one machine (its training seconds compare only within one): rows 1, 2 on m0; "
+        "row 3 on m1; row 4 on unrecorded."]
