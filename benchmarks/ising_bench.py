@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from benchmarks.common import table  # noqa: E402
 from mamjax.marginal import arm as arm_lib  # noqa: E402
 from mamjax.marginal import experiment  # noqa: E402
+from reproduce.common import machine  # noqa: E402
 
 SIDE, K, LAYERS = 10, 2, 4
 
@@ -321,8 +322,6 @@ def _group(name: str) -> str:
 
 
 def run(width: int, batch: int, reps: int, chunks, threads: int) -> tuple[list[list], dict]:
-    from reproduce.common import machine
-
     info = {"load_before": _load(), "width": width, "batch": batch, "reps": reps, "threads": threads,
             "machine": machine()}
     fns = _mamjax_fns(width, batch, chunks)

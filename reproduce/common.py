@@ -39,6 +39,18 @@ def machine() -> str:
             f"jax {jax.__version__}")
 
 
+def by_machine(labelled) -> dict[str, list[str]]:
+    """``{machine: [labels]}`` from ``(label, record)`` pairs, in first-seen order, each label once per machine;
+    a record without a ``"machine"`` entry counts as ``"unrecorded"`` (results that ran on several machines say
+    which part ran where)."""
+    where: dict[str, list[str]] = {}
+    for name, record in labelled:
+        names = where.setdefault(record.get("machine", "unrecorded"), [])
+        if name not in names:
+            names.append(name)
+    return where
+
+
 def git_revision() -> str:
     """The short git revision of the checkout, with ``+dirty`` when tracked files are modified."""
     try:

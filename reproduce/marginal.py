@@ -316,9 +316,7 @@ def build_tables(mnist: list[dict], ising: list[dict], speed: list[dict], seeds,
 
 def _probe_machines_note(probes: list[dict]) -> list[str]:
     """Which rows of table 6 ran on which machine, where they differ (training seconds compare within one)."""
-    where = {}
-    for i, r in enumerate(probes, 1):
-        where.setdefault(r.get("machine", "unrecorded"), []).append(str(i))
+    where = common.by_machine((str(i), r) for i, r in enumerate(probes, 1))
     if len(where) < 2:
         return []
     return ["Table 6 ran on more than one machine (its training seconds compare only within one): " + "; ".join(
@@ -468,10 +466,10 @@ def main(argv=None) -> int:
         bench = pdata.get("ising_bench")
     if args.ising_probes is not None:
         probes = list(pdata.get("ising_probes", [])) if args.append_probes else []
+        here = common.machine()  # where the probes ran: this machine, as their workdirs are here
         for wd in args.ising_probes:
             with open(os.path.join(wd, "results.json")) as f:
-                probes.append({"machine": common.machine(),  # where it ran: this machine, as the workdir is here
-                               **{k: v for k, v in json.load(f).items() if k not in ("samples",)}})
+                probes.append({"machine": here, **{k: v for k, v in json.load(f).items() if k not in ("samples",)}})
     else:
         probes = pdata.get("ising_probes", [])
     plot_probe_curves(probes, os.path.join(args.workdir, "ising_variants.png"), mle)

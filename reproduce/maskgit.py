@@ -119,7 +119,7 @@ def summarize(runs: dict, args, seconds: float) -> dict:
     rows, floors = [], []
     for name, per_seed in runs.items():
         seeds = sorted(per_seed)
-        methods = list(per_seed[seeds[0]]["scores"])
+        methods = _methods(per_seed)
         for method in methods:
             s = [per_seed[k]["scores"][method] for k in seeds]
             paper = PAPER_NAIVE.get(name, {}) if method == "naive" else {}
@@ -195,9 +195,8 @@ def main(argv=None):
     os.makedirs(args.workdir, exist_ok=True)
     names = args.datasets or selected_datasets()[: args.max_datasets]
     t0, runs, path = time.time(), {}, None
-    flags = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    command = f"flock /tmp/mamjax_heavy.lock python -m reproduce.maskgit {flags}".strip()
-    previous_seconds = 0.0
+    command = _command(sys.argv[1:] if argv is None else argv)
+    previous_seconds, here = 0.0, common.machine()
     if args.append:
         with open(os.path.join(args.results_dir or common.RESULTS_DIR, f"{args.results_name}.json")) as f:
             old_file = json.load(f)
@@ -231,7 +230,7 @@ def main(argv=None):
             t_star = _ess_t_star(out, seed)
             runs[name][seed] = {"scores": out["scores"], "length": int(tr["x"].shape[1]), "num_test": len(te["x"]),
                                 "tokenizer_mse": float(np.mean((rt - te["x"]) ** 2)), "t_star_mean": t_star,
-                                "copy_rate": _copy_rate(out, tr["x"], seed), "machine": common.machine(),
+                                "copy_rate": _copy_rate(out, tr["x"], seed), "machine": here,
                                 "seconds": time.time() - ts}
             print(name, seed, json.dumps({m: {k: round(v, 3) for k, v in s.items()}
                                           for m, s in out["scores"].items()}), f"{time.time() - ts:.0f} s", flush=True)
@@ -244,6 +243,11 @@ def main(argv=None):
     print(f"wrote {path}; {time.time() - t0:.0f} s")
 
 
+def _command(flags) -> str:
+    """The command line a results file states for a run with these flags."""
+    return f"flock /tmp/mamjax_heavy.lock python -m reproduce.maskgit {' '.join(map(shlex.quote, flags))}".strip()
+
+
 def _rerender(args) -> None:
     path = os.path.join(args.results_dir or common.RESULTS_DIR, f"{args.results_name}.json")
     with open(path) as f:
@@ -251,8 +255,7 @@ def _rerender(args) -> None:
     ran = argparse.Namespace(**{**vars(args), **old["data"]["args"]})
     runs = {n: {int(k): v for k, v in r.items()} for n, r in old["data"]["runs"].items()}
     s = summarize(runs, ran, 60 * args.from_results)
-    flags = " ".join(old["python_argv"][1:])
-    command = f"flock /tmp/mamjax_heavy.lock python -m reproduce.maskgit {flags}".strip()
+    command = _command(old["python_argv"][1:])
     out = common.write_results(
         args.results_name, title=old["title"], command=command, budget=s["budget"], seeds=old["seeds"], tables=s["tables"],
         notes=s["notes"], data=dict(old["data"], seconds=60 * args.from_results), results_dir=args.results_dir)
@@ -266,7 +269,7 @@ def _rerender(args) -> None:
 
 def _grouped_note(runs: dict) -> list[str]:
     """A note on the grouped-critic rows, where a dataset has them."""
-    groups = sorted({parse_method(m)[1] for r in runs.values() for m in next(iter(r.values()))["scores"]} - {None})
+    groups = sorted({parse_method(m)[1] for r in runs.values() for m in _methods(r)} - {None})
     if not groups:
         return []
     return [f"Grouped critic (G = {', '.join(map(str, groups))}): not the paper's sampler. The self-Token-Critic "
@@ -275,6 +278,11 @@ def _grouped_note(runs: dict) -> list[str]:
             "tokens. Same prior, same seeds; its rows show what the cheaper critic costs in sample quality "
             "(what it saves at each size, CPU default and official: the speed table, benchmarks/maskgit_bench.py). "
             "The t* column is measured for the exact critic only."]
+
+
+def _methods(per_seed: dict) -> list[str]:
+    """The samplers a dataset's run scored (every seed of a dataset scores the same ones)."""
+    return list(next(iter(per_seed.values()))["scores"])
 
 
 def _paired(per_seed: dict, method: str, base: str, key: str = "fid") -> tuple[float, float]:
@@ -288,7 +296,7 @@ def _claim_note(runs: dict) -> list[str]:
     ESS variant, on how many datasets its mean FID vs test is below naive's, and the paired per-seed differences."""
     out = []
     for method in ("ess_redraw", "ess"):
-        have = {n: p for n, p in runs.items() if method in next(iter(p.values()))["scores"]}
+        have = {n: p for n, p in runs.items() if method in _methods(p)}
         if not have:
             continue
         diffs = {n: _paired(p, method, "naive") for n, p in have.items()}
@@ -301,10 +309,10 @@ def _claim_note(runs: dict) -> list[str]:
                    + f". Higher mean IS on {len(wins['is'])} of {len(have)}, higher mean CAS on "
                      f"{len(wins['cas'])} of {len(have)}.")
     for base in ("ess_redraw", "ess"):
-        grouped = sorted({m for p in runs.values() for m in next(iter(p.values()))["scores"]
+        grouped = sorted({m for p in runs.values() for m in _methods(p)
                           if parse_method(m)[0] == base and parse_method(m)[1] is not None})
         for method in grouped:
-            have = {n: p for n, p in runs.items() if method in next(iter(p.values()))["scores"]}
+            have = {n: p for n, p in runs.items() if method in _methods(p)}
             out.append(f"Grouped vs exact critic, {label(method)} - {label(base)} (FID vs test, paired per seed): "
                        + "; ".join(f"{n} {m:+.2f} ± {sd:.2f}" for n, (m, sd) in
                                    ((n, _paired(p, method, base)) for n, p in have.items())) + ".")
@@ -314,14 +322,11 @@ def _claim_note(runs: dict) -> list[str]:
 def _machines_note(runs: dict) -> list[str]:
     """Where the datasets ran on different machines (``--append``), which ran where: float results of the same
     seed differ between CPUs (XLA compiles for the host), so rows from two machines are two measurements."""
-    where = {}
-    for name, per_seed in runs.items():
-        for r in per_seed.values():
-            where.setdefault(r.get("machine", "unrecorded"), []).append(name)
+    where = common.by_machine((name, r) for name, per_seed in runs.items() for r in per_seed.values())
     if len(where) < 2:
         return []
     return ["Machines (datasets appended by later runs): " + "; ".join(
-        f"{', '.join(dict.fromkeys(names))} on {m}" for m, names in where.items()) + "."]
+        f"{', '.join(names)} on {m}" for m, names in where.items()) + "."]
 
 
 def _datasets_note(ran: list) -> str:
